@@ -1,0 +1,1 @@
+"""HTTP only: parse the request, call the pipeline, shape the answer."""

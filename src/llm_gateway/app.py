@@ -1,0 +1,132 @@
+"""``create_app(config)``: wires settings, providers, router and routes into one ASGI app.
+
+The lifespan opens every long-lived resource (one pooled HTTP client per provider) and
+closes it at shutdown. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llm_gateway import __version__
+from llm_gateway.api import chat, health, models
+from llm_gateway.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from llm_gateway.errors import FrameworkError, GatewayError, InvalidRequest
+from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.providers.registry import build_providers
+from llm_gateway.providers.router import Cooldowns, Router
+from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
+from llm_gateway.settings import GatewayConfig, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: GatewayConfig) -> FastAPI:
+    settings = config.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        providers = build_providers(config.providers)
+        router = Router(
+            config.models,
+            providers,
+            Cooldowns(settings.cooldown_failures, settings.cooldown_seconds),
+            attempt_timeout=settings.upstream_timeout_seconds,
+            request_timeout=settings.request_timeout_seconds,
+        )
+        app.state.config = config
+        app.state.pipeline = ChatPipeline(router)
+        created = int(time.time())
+        app.state.model_list = ModelList(
+            data=[Model(id=name, created=created, owned_by="llm-gateway") for name in router.model_names]
+        )
+        log.info(
+            "gateway ready: providers=%s models=%s source=%s", sorted(providers), router.model_names, config.source
+        )
+        try:
+            yield
+        finally:
+            for provider in providers.values():
+                await provider.aclose()
+
+    app = FastAPI(
+        title="llm-gateway", version=__version__, lifespan=lifespan, description="An OpenAI-compatible LLM gateway."
+    )
+    for module in (chat, models, health):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "x-gateway-provider"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker process reads the environment once)."""
+    return create_app(load_settings())
+
+
+def _error_response(exc: GatewayError) -> Response:
+    return Response(exc.body(), status_code=exc.status_code, media_type="application/json", headers=exc.headers())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return _error_response(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        return _error_response(
+            InvalidRequest(f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid')}", param=".".join(loc) or None)
+        )
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error = FrameworkError(str(exc.detail), status=exc.status_code)
+        return Response(
+            error.body(), status_code=exc.status_code, media_type="application/json", headers=dict(exc.headers or {})
+        )
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return _error_response(GatewayError("The gateway failed to handle the request."))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the Chat Completions request, which the route parses by hand for speed."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        defs = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(defs.pop("$defs", {}))
+        components["ChatCompletionRequest"] = defs
+        app.openapi_schema = schema
+    return app.openapi_schema

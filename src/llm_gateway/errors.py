@@ -1,0 +1,249 @@
+"""Every error the gateway can answer with, and how each renders as OpenAI's envelope.
+
+One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
+``type``/``code`` and whether a fallback to the next deployment may cure it::
+
+    GatewayError                      500 api_error
+    ├── InvalidRequest                400 invalid_request_error
+    │   ├── RequestTooLarge           413
+    │   └── ModelNotFound             404 model_not_found
+    ├── AuthenticationFailed          401 invalid_api_key
+    ├── PermissionDenied              403 model_not_allowed
+    ├── RateLimited                   429 rate_limit_exceeded   (Retry-After)
+    │   └── QuotaExceeded             429 insufficient_quota    (Retry-After)
+    ├── ServiceUnavailable            503 (a dependency of the gateway itself is down)
+    ├── FrameworkError                the web framework's own 404/405/... in the same envelope
+    └── UpstreamError                 an LLM provider failed; `retryable` drives fallback
+        ├── ProviderRejected          the provider answered with an error status
+        ├── ProviderUnreachable       connect error, dropped connection
+        ├── ProviderProtocolError     an answer that is not what the wire format promises
+        ├── ProviderTimeout           504 no first byte / no chunk within the attempt timeout
+        ├── UpstreamStreamError       the provider failed after the stream had started
+        └── AllProvidersFailed        502 every deployment of the group failed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    code: ClassVar[str | None] = None
+    retryable: bool = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.envelope())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class ModelNotFound(InvalidRequest):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after_seconds)}
+
+
+class QuotaExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    code = "service_unavailable"
+
+
+class FrameworkError(GatewayError):
+    type = "invalid_request_error"
+    _CODES: ClassVar[dict[int, str]] = {404: "not_found", 405: "method_not_allowed"}
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def status_code(self) -> int:
+        return self._status
+
+    def envelope(self) -> dict[str, Any]:
+        envelope = super().envelope()
+        envelope["error"]["code"] = self._CODES.get(self._status)
+        return envelope
+
+
+class UpstreamError(GatewayError):
+    """A provider attempt failed. ``provider`` names the deployment, never its key."""
+
+    status = 502
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, provider: str = "", upstream_status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.upstream_status = upstream_status
+
+
+# Statuses after which another deployment may well succeed. Upstream 401/403 mean
+# *our* provider key is broken, not the caller's credentials, so they fall back too.
+RETRYABLE_STATUSES = frozenset({401, 403, 408, 409, 429, 529})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status >= 500 or status in RETRYABLE_STATUSES
+
+
+class ProviderRejected(UpstreamError):
+    """The provider answered with an error status; 4xx ones go back to the caller as they are."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        upstream_status: int,
+        error_type: str | None = None,
+        error_code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, upstream_status=upstream_status)
+        self.retryable = is_retryable_status(upstream_status)
+        self.param = param
+        self._type = error_type
+        self._code = error_code
+
+    @property
+    def status_code(self) -> int:
+        # A non-retryable rejection is the caller's fault (bad field, context too long):
+        # pass its status through. Retryable ones never reach the caller alone.
+        return self.upstream_status if self.upstream_status and not self.retryable else 502
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self._type or ("invalid_request_error" if not self.retryable else "api_error"),
+                "param": self.param,
+                "code": self._code,
+            }
+        }
+
+
+class ProviderUnreachable(UpstreamError):
+    retryable = True
+    code = "upstream_unreachable"
+
+
+class ProviderProtocolError(UpstreamError):
+    retryable = True
+    code = "upstream_bad_response"
+
+
+class ProviderTimeout(UpstreamError):
+    status = 504
+    retryable = True
+    code = "upstream_timeout"
+
+
+class UpstreamStreamError(UpstreamError):
+    """The upstream stream failed: an error event, or the connection ended before the answer did.
+
+    Before the first byte reached the client another deployment may still answer (so it is
+    retryable); after it, the gateway ends the client's stream with an error event.
+    """
+
+    retryable = True
+    code = "upstream_stream_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    provider: str
+    model: str
+    status: int | None
+    error: str
+
+    def public(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": self.model, "status": self.status, "error": self.error}
+
+
+class AllProvidersFailed(UpstreamError):
+    code = "all_providers_failed"
+
+    def __init__(self, group: str, attempts: list[Attempt], *, timed_out: bool = False) -> None:
+        summary = "; ".join(f"{a.provider}: {a.status if a.status is not None else a.error}" for a in attempts)
+        if not attempts:
+            summary = "no deployment has a configured provider"
+        super().__init__(f"All providers failed for model '{group}': {summary}")
+        self.attempts = attempts
+        self.timed_out = timed_out
+
+    @property
+    def status_code(self) -> int:
+        return 504 if self.timed_out else 502
+
+    def envelope(self) -> dict[str, Any]:
+        envelope = super().envelope()
+        envelope["error"]["attempts"] = [a.public() for a in self.attempts]
+        return envelope

@@ -1,0 +1,1 @@
+"""Anthropic Messages API provider: pure translation to and from OpenAI's shapes, plus the HTTP client."""

@@ -1,0 +1,421 @@
+"""OpenAI Chat Completions <-> Anthropic Messages, as pure functions; the package's public face.
+
+The request side validates only what it must translate and raises ``InvalidRequest`` for
+anything Anthropic cannot express; the response side reads upstream JSON defensively.
+Streaming lives in ``stream.py`` and is re-exported here with the error-body reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, cast
+
+import orjson
+
+from llm_gateway.errors import InvalidRequest
+from llm_gateway.providers.anthropic.stream import AnthropicStreamTranslator
+from llm_gateway.providers.anthropic.wire import (
+    IMAGE_MEDIA_TYPES,
+    JSON_TOOL_NAME,
+    CacheControl,
+    ContentBlock,
+    ImageBlock,
+    MessageParam,
+    TextBlock,
+    Tool,
+    ToolChoice,
+    ToolResultBlock,
+    ToolUseBlock,
+    anthropic_error_message,
+    completion_id,
+    finish_reason,
+    openai_usage,
+)
+
+__all__ = ["AnthropicStreamTranslator", "anthropic_error_message", "from_anthropic_response", "to_anthropic_request"]
+
+# OpenAI parameters whose meaning Anthropic cannot deliver; silently dropping them would
+# hand the caller a different answer than the one asked for.
+_REFUSED_PARAMS = {
+    "logprobs": "Anthropic models do not return log probabilities",
+    "functions": "the deprecated 'functions' parameter is not supported; use 'tools'",
+    "function_call": "the deprecated 'function_call' parameter is not supported; use 'tool_choice'",
+}
+
+# ---------------------------------------------------------------- request: OpenAI -> Anthropic
+
+
+def to_anthropic_request(body: dict[str, Any], model: str, *, default_max_tokens: int = 4096) -> dict[str, Any]:
+    """An OpenAI Chat Completions request body -> the Messages API request body for ``model``."""
+    _refuse_unsupported(body)
+    system, messages = _translate_messages(body.get("messages"))
+    request: dict[str, Any] = {
+        "model": model,
+        "max_tokens": _max_tokens(body, default_max_tokens),
+        "messages": messages,
+    }
+    if system is not None:
+        request["system"] = system
+    request.update(_sampling(body))
+    request.update(_tooling(body))
+    if body.get("stream"):
+        request["stream"] = True
+    return request
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise InvalidRequest("Anthropic models return a single choice: 'n' must be 1", param="n")
+    for name, reason in _REFUSED_PARAMS.items():
+        if body.get(name):
+            raise InvalidRequest(reason, param=name)
+
+
+def _translate_messages(raw: Any) -> tuple[str | list[TextBlock] | None, list[MessageParam]]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    system: list[TextBlock] = []
+    turns: list[MessageParam] = []
+    for i, message in enumerate(raw):
+        param = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest("each message must be an object", param=param)
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(_text_blocks(message.get("content"), f"{param}.content"))
+        elif role == "user":
+            _append_turn(turns, "user", _user_blocks(message.get("content"), f"{param}.content"))
+        elif role == "assistant":
+            _append_turn(turns, "assistant", _assistant_blocks(message, param))
+        elif role == "tool":
+            _append_turn(turns, "user", [_tool_result_block(message, param)])
+        else:
+            raise InvalidRequest(f"unsupported message role {role!r}", param=f"{param}.role")
+    if not turns:
+        raise InvalidRequest("at least one user or assistant message is required", param="messages")
+    return _system_param(system), turns
+
+
+def _append_turn(turns: list[MessageParam], role: Literal["user", "assistant"], blocks: list[ContentBlock]) -> None:
+    """Anthropic wants alternating roles: a message with the previous one's role joins it."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def _system_param(blocks: list[TextBlock]) -> str | list[TextBlock] | None:
+    if not blocks:
+        return None
+    if len(blocks) == 1 and "cache_control" not in blocks[0]:
+        return blocks[0]["text"]
+    return blocks
+
+
+def _text_block(text: str, part: dict[str, Any] | None = None) -> TextBlock:
+    block: TextBlock = {"type": "text", "text": text}
+    if part is not None and isinstance(part.get("cache_control"), dict):
+        block["cache_control"] = cast(CacheControl, part["cache_control"])
+    return block
+
+
+def _text_part(part: Any, param: str, *, types: tuple[str, ...] = ("text",)) -> TextBlock | None:
+    if not isinstance(part, dict) or part.get("type") not in types:
+        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+        raise InvalidRequest(f"content part type {kind!r} is not supported by Anthropic models", param=param)
+    text = part.get("text") if part["type"] == "text" else part.get("refusal")
+    if not isinstance(text, str):
+        raise InvalidRequest("a text content part needs a string 'text'", param=param)
+    return _text_block(text, part) if text else None
+
+
+def _text_blocks(content: Any, param: str, *, types: tuple[str, ...] = ("text",)) -> list[TextBlock]:
+    """String or array-of-text-parts content (system, developer, assistant, tool messages)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [_text_block(content)] if content else []
+    if not isinstance(content, list):
+        raise InvalidRequest("'content' must be a string or an array of content parts", param=param)
+    blocks = [_text_part(part, f"{param}[{i}]", types=types) for i, part in enumerate(content)]
+    return [block for block in blocks if block is not None]
+
+
+def _user_blocks(content: Any, param: str) -> list[ContentBlock]:
+    if isinstance(content, str):
+        return [_text_block(content)] if content else []
+    if not isinstance(content, list):
+        raise InvalidRequest("user 'content' must be a string or an array of content parts", param=param)
+    blocks: list[ContentBlock] = []
+    for i, part in enumerate(content):
+        part_param = f"{param}[{i}]"
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            blocks.append(_image_block(part.get("image_url"), f"{part_param}.image_url"))
+        else:
+            block = _text_part(part, part_param)
+            if block is not None:
+                blocks.append(block)
+    return blocks
+
+
+def _image_block(image: Any, param: str) -> ImageBlock:
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str):
+        raise InvalidRequest("'image_url.url' must be a string", param=f"{param}.url")
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if not url.startswith("data:"):
+        raise InvalidRequest("'image_url.url' must be an http(s) URL or a base64 data URL", param=f"{param}.url")
+    header, comma, data = url[len("data:") :].partition(",")
+    media_type, *attributes = header.split(";")
+    if not comma or not data or "base64" not in attributes:
+        raise InvalidRequest("image data URLs must be base64-encoded", param=f"{param}.url")
+    if media_type not in IMAGE_MEDIA_TYPES:
+        allowed = ", ".join(sorted(IMAGE_MEDIA_TYPES))
+        raise InvalidRequest(f"image type {media_type!r} is not supported (use {allowed})", param=f"{param}.url")
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _assistant_blocks(message: dict[str, Any], param: str) -> list[ContentBlock]:
+    blocks: list[ContentBlock] = []
+    blocks.extend(_text_blocks(message.get("content"), f"{param}.content", types=("text", "refusal")))
+    tool_calls = message.get("tool_calls")
+    if tool_calls is None:
+        return blocks
+    if not isinstance(tool_calls, list):
+        raise InvalidRequest("'tool_calls' must be an array", param=f"{param}.tool_calls")
+    blocks.extend(_tool_use_block(call, f"{param}.tool_calls[{i}]") for i, call in enumerate(tool_calls))
+    return blocks
+
+
+def _tool_use_block(call: Any, param: str) -> ToolUseBlock:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(call, dict) or not isinstance(function, dict):
+        raise InvalidRequest("a tool call needs 'id' and 'function'", param=param)
+    call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidRequest("a tool call needs a string 'id'", param=f"{param}.id")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("a tool call needs a string 'function.name'", param=f"{param}.function.name")
+    return {"type": "tool_use", "id": call_id, "name": name, "input": _arguments(arguments, param)}
+
+
+def _arguments(arguments: Any, param: str) -> dict[str, Any]:
+    param = f"{param}.function.arguments"
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return {}  # some clients send "" for a call without arguments
+    if not isinstance(arguments, str):
+        raise InvalidRequest("'function.arguments' must be a JSON string", param=param)
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"'function.arguments' is not valid JSON: {exc}", param=param) from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("'function.arguments' must encode a JSON object", param=param)
+    return cast(dict[str, Any], parsed)
+
+
+def _tool_result_block(message: dict[str, Any], param: str) -> ToolResultBlock:
+    tool_call_id = message.get("tool_call_id")
+    if not isinstance(tool_call_id, str) or not tool_call_id:
+        raise InvalidRequest("a tool message needs a string 'tool_call_id'", param=f"{param}.tool_call_id")
+    block: ToolResultBlock = {"type": "tool_result", "tool_use_id": tool_call_id}
+    content = message.get("content")
+    if isinstance(content, str):
+        if content:
+            block["content"] = content
+    elif blocks := _text_blocks(content, f"{param}.content"):
+        block["content"] = blocks
+    return block
+
+
+def _max_tokens(body: dict[str, Any], default: int) -> int:
+    for name in ("max_completion_tokens", "max_tokens"):  # the newer name wins, as in OpenAI
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
+        return value
+    return default
+
+
+def _number(body: dict[str, Any], name: str, high: float) -> float | int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= high:
+        raise InvalidRequest(f"'{name}' must be a number between 0 and {high:g}", param=name)
+    return value
+
+
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    temperature, top_p = _number(body, "temperature", 2), _number(body, "top_p", 1)
+    # Recent Claude models reject temperature and top_p together ("cannot both be
+    # specified for this model"); temperature is the one callers usually mean.
+    if temperature is not None:
+        out["temperature"] = min(temperature, 1)  # OpenAI's range is 0..2, Anthropic's 0..1
+    elif top_p is not None:
+        out["top_p"] = top_p
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
+        if sequences := [s for s in stop if s]:
+            out["stop_sequences"] = sequences
+    user = body.get("user")
+    if user is not None:
+        if not isinstance(user, str):
+            raise InvalidRequest("'user' must be a string", param="user")
+        out["metadata"] = {"user_id": user}
+    return out
+
+
+def _tooling(body: dict[str, Any]) -> dict[str, Any]:
+    tools = _tools(body.get("tools"))
+    choice = _tool_choice(body.get("tool_choice"))
+    json_tool = _json_tool(body.get("response_format"))
+    if json_tool is not None:
+        choice = _force_json_tool(choice, has_caller_tools=bool(tools))
+        tools.append(json_tool)
+    if not tools:
+        return {}
+    if body.get("parallel_tool_calls") is False:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    return {"tools": tools, "tool_choice": choice} if choice else {"tools": tools}
+
+
+def _tools(raw: Any) -> list[Tool]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidRequest("'tools' must be an array", param="tools")
+    return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
+
+
+def _tool(raw: Any, param: str) -> Tool:
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or raw.get("type") != "function" or not isinstance(function, dict):
+        raise InvalidRequest("only tools of type 'function' are supported", param=f"{param}.type")
+    name, description = function.get("name"), function.get("description")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("a tool needs a string 'function.name'", param=f"{param}.function.name")
+    if name == JSON_TOOL_NAME:
+        raise InvalidRequest(f"the tool name {JSON_TOOL_NAME!r} is reserved", param=f"{param}.function.name")
+    schema = function.get("parameters")
+    if schema is None:
+        schema = {"type": "object", "properties": {}}
+    if not isinstance(schema, dict):
+        raise InvalidRequest("'function.parameters' must be a JSON schema object", param=f"{param}.function.parameters")
+    tool: Tool = {"name": name, "input_schema": schema}
+    if isinstance(description, str) and description:
+        tool["description"] = description
+    return tool
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if raw in ("auto", "none"):
+        return {"type": raw}
+    if raw == "required":
+        return {"type": "any"}
+    function = raw.get("function") if isinstance(raw, dict) and raw.get("type") == "function" else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(
+            "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}",
+            param="tool_choice",
+        )
+    return {"type": "tool", "name": name}
+
+
+def _json_tool(response_format: Any) -> Tool | None:
+    # Structured outputs via a forced tool work on every Claude model; the native
+    # `output_config.format` only on Claude 4.5+ (platform.claude.com/docs/en/build-with-claude/structured-outputs).
+    kind = response_format.get("type") if isinstance(response_format, dict) else response_format
+    if response_format is None or kind == "text":
+        return None
+    description = "Give your final answer to the user as this tool's input: a JSON object."
+    if kind == "json_object":
+        return {"name": JSON_TOOL_NAME, "description": description, "input_schema": {"type": "object"}}
+    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    if kind != "json_schema" or not isinstance(spec, dict):
+        raise InvalidRequest(
+            "'response_format' must be of type 'text', 'json_object' or 'json_schema'", param="response_format"
+        )
+    schema = spec.get("schema", {"type": "object"})
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise InvalidRequest("the response JSON schema must describe an object", param="response_format.json_schema")
+    if isinstance(spec.get("description"), str) and spec["description"]:
+        description = f"{description} {spec['description']}"
+    return {"name": JSON_TOOL_NAME, "description": description, "input_schema": {"type": "object", **schema}}
+
+
+def _force_json_tool(choice: ToolChoice | None, *, has_caller_tools: bool) -> ToolChoice:
+    """Make the model answer through the JSON tool, leaving the caller's own tools usable."""
+    if choice is not None and choice["type"] == "tool":
+        return choice  # the caller forced one of its tools: the answer is that tool call
+    if has_caller_tools and (choice is None or choice["type"] != "none"):
+        return {"type": "any"}  # call a caller tool, or answer through the JSON tool
+    return {"type": "tool", "name": JSON_TOOL_NAME}
+
+
+# --------------------------------------------------------------- response: Anthropic -> OpenAI
+
+
+def from_anthropic_response(resp: dict[str, Any], *, model: str, created: int) -> dict[str, Any]:
+    """A Messages API response -> an OpenAI ``chat.completion`` object for the caller's ``model``."""
+    content = resp.get("content")
+    texts: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    json_answer: str | None = None
+    for block in content if isinstance(content, list) else []:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use" and block.get("name") == JSON_TOOL_NAME:
+            json_answer = compact_json(block.get("input"))
+        elif kind == "tool_use":
+            tool_calls.append(_openai_tool_call(block))
+        # thinking, redacted_thinking and server-tool blocks have no OpenAI equivalent
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": json_answer if json_answer is not None else ("".join(texts) if texts else None),
+        "refusal": None,
+    }
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": finish_reason(resp.get("stop_reason"), has_tool_calls=bool(tool_calls)),
+    }
+    return {
+        "id": completion_id(resp.get("id")),
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": openai_usage(resp.get("usage")),
+    }
+
+
+def _openai_tool_call(block: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(block.get("id", "")),
+        "type": "function",
+        "function": {"name": str(block.get("name", "")), "arguments": compact_json(block.get("input"))},
+    }
+
+
+def compact_json(value: Any) -> str:
+    return orjson.dumps(value if value is not None else {}).decode()

@@ -1,0 +1,206 @@
+"""Model groups -> ordered deployments, tried in turn until one answers.
+
+A failure that another deployment may cure (``UpstreamError.retryable``) moves on to the
+next one; any other goes straight back to the caller. Deployments that keep failing are
+cooled down for a while. A stream may fall back only until its first chunk is in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_gateway.errors import (
+    AllProvidersFailed,
+    Attempt,
+    ModelNotFound,
+    ProviderTimeout,
+    UpstreamError,
+    UpstreamStreamError,
+)
+from llm_gateway.providers.base import Provider
+from llm_gateway.schemas.core import ChunkStream, Completion
+from llm_gateway.settings import Deployment
+
+# Bare model names that route straight to one provider when no group matches.
+DIRECT_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("claude-", "anthropic"),
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("llama", "groq"),
+    ("meta-llama/", "groq"),
+    ("gemma", "groq"),
+    ("mixtral", "groq"),
+    ("qwen", "groq"),
+    ("deepseek-r1-distill", "groq"),
+    ("moonshotai/", "groq"),
+)
+
+
+class Cooldowns:
+    """Counts consecutive failures per deployment; after ``failures`` of them, skip it for ``seconds``."""
+
+    def __init__(self, failures: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._threshold = failures
+        self._seconds = seconds
+        self._clock = clock
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def cooling(self, key: str) -> bool:
+        until = self._until.get(key)
+        return until is not None and self._clock() < until
+
+    def failed(self, key: str) -> None:
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        if count >= self._threshold:
+            self._until[key] = self._clock() + self._seconds
+            self._failures[key] = 0
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+        self._until.pop(key, None)
+
+
+@dataclass(slots=True)
+class Routed:
+    """Where an answer came from: the deployment that served it and the attempts it took."""
+
+    provider: str
+    model: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def attempt_count(self) -> int:
+        return len(self.attempts) + 1
+
+
+@dataclass(slots=True)
+class RoutedCompletion(Routed):
+    completion: Completion = field(default_factory=lambda: Completion({}))
+
+
+@dataclass(slots=True)
+class RoutedStream(Routed):
+    """An upstream stream whose first chunk already arrived (so no fallback is possible any more)."""
+
+    first_chunk: bytes = b""
+    stream: ChunkStream | None = None
+
+
+class Router:
+    def __init__(
+        self,
+        groups: dict[str, list[Deployment]],
+        providers: dict[str, Provider],
+        cooldowns: Cooldowns,
+        *,
+        attempt_timeout: float,
+        request_timeout: float,
+    ) -> None:
+        self._providers = providers
+        # Only deployments whose provider has a key; a group left with none does not exist.
+        self._groups = {
+            name: usable for name, chain in groups.items() if (usable := [d for d in chain if d.provider in providers])
+        }
+        self._cooldowns = cooldowns
+        self._attempt_timeout = attempt_timeout
+        self._request_timeout = request_timeout
+
+    @property
+    def model_names(self) -> list[str]:
+        return sorted(self._groups)
+
+    def deployments(self, model: str) -> list[Deployment]:
+        """The chain for a public model name; raises ModelNotFound."""
+        chain = self._groups.get(model)
+        if chain is not None:
+            return chain
+        provider, slash, upstream_model = model.partition("/")
+        if slash and upstream_model and provider in self._providers:
+            return [Deployment(provider=provider, model=upstream_model)]
+        for prefix, name in DIRECT_PREFIXES:
+            if model.startswith(prefix) and name in self._providers:
+                return [Deployment(provider=name, model=model)]
+        raise ModelNotFound(model)
+
+    def _ordered(self, chain: list[Deployment]) -> list[Deployment]:
+        """Healthy deployments first, cooled-down ones last (better a slim chance than none)."""
+        healthy = [d for d in chain if not self._cooldowns.cooling(d.key)]
+        return healthy + [d for d in chain if d not in healthy] if len(healthy) < len(chain) else chain
+
+    async def complete(self, body: dict[str, Any], model: str) -> RoutedCompletion:
+        chain = self._ordered(self.deployments(model))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._request_timeout
+        attempts: list[Attempt] = []
+        for deployment in chain:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AllProvidersFailed(model, attempts, timed_out=True)
+            provider = self._providers[deployment.provider]
+            try:
+                async with asyncio.timeout(remaining):
+                    completion = await provider.chat(
+                        body, deployment.model, timeout=min(self._attempt_timeout, remaining)
+                    )
+            except TimeoutError:
+                self._fail(deployment, attempts, ProviderTimeout("request timeout", provider=deployment.provider))
+                raise AllProvidersFailed(model, attempts, timed_out=True) from None
+            except UpstreamError as exc:
+                self._fail(deployment, attempts, exc)
+                continue
+            self._cooldowns.succeeded(deployment.key)
+            return RoutedCompletion(deployment.provider, deployment.model, attempts, completion)
+        raise AllProvidersFailed(model, attempts)
+
+    async def stream(self, body: dict[str, Any], model: str) -> RoutedStream:
+        chain = self._ordered(self.deployments(model))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._request_timeout
+        attempts: list[Attempt] = []
+        for deployment in chain:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AllProvidersFailed(model, attempts, timed_out=True)
+            provider = self._providers[deployment.provider]
+            try:
+                async with asyncio.timeout(remaining):
+                    stream = await provider.chat_stream(
+                        body, deployment.model, deadline=deadline, timeout=min(self._attempt_timeout, remaining)
+                    )
+                    first = await _first_chunk(stream, deployment.provider)
+            except TimeoutError:
+                self._fail(deployment, attempts, ProviderTimeout("request timeout", provider=deployment.provider))
+                raise AllProvidersFailed(model, attempts, timed_out=True) from None
+            except UpstreamError as exc:
+                self._fail(deployment, attempts, exc)
+                continue
+            self._cooldowns.succeeded(deployment.key)
+            return RoutedStream(deployment.provider, deployment.model, attempts, first, stream)
+        raise AllProvidersFailed(model, attempts)
+
+    def _fail(self, deployment: Deployment, attempts: list[Attempt], exc: UpstreamError) -> None:
+        attempts.append(Attempt(deployment.provider, deployment.model, exc.upstream_status, exc.code or "error"))
+        if not exc.retryable:
+            raise exc
+        self._cooldowns.failed(deployment.key)
+
+
+async def _first_chunk(stream: ChunkStream, provider: str) -> bytes:
+    """Pull the first chunk so that a stream failing before it can still fall back."""
+    try:
+        async for chunk in stream:
+            return chunk
+    except BaseException:
+        await stream.aclose()
+        raise
+    await stream.aclose()
+    raise UpstreamStreamError(f"{provider} ended the stream without any chunk", provider=provider)

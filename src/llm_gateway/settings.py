@@ -1,0 +1,253 @@
+"""Every setting of the gateway: environment variables plus the YAML model-group file.
+
+Read once at start-up by ``load_settings()``, validated, and passed in; nothing else in
+the package reads ``os.environ``. A bad value raises ``ConfigError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+PUBLIC_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "groq": "https://api.groq.com/openai/v1",
+}
+# provider name -> the type of its adapter, for the three built-in providers
+BUILTIN_PROVIDER_TYPES = {"openai": "openai", "anthropic": "anthropic", "groq": "openai"}
+
+# Built-in model groups when no YAML file exists: OpenAI, then Anthropic, then Groq.
+DEFAULT_MODEL_GROUPS: dict[str, list[tuple[str, str]]] = {
+    "gpt-4o-mini": [
+        ("openai", "gpt-4o-mini"),
+        ("anthropic", "claude-3-5-haiku-latest"),
+        ("groq", "llama-3.1-8b-instant"),
+    ],
+    "gpt-4.1-mini": [
+        ("openai", "gpt-4.1-mini"),
+        ("anthropic", "claude-3-5-haiku-latest"),
+        ("groq", "llama-3.1-8b-instant"),
+    ],
+    "gpt-4o": [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("groq", "llama-3.3-70b-versatile")],
+    "gpt-4.1": [("openai", "gpt-4.1"), ("anthropic", "claude-sonnet-4-5"), ("groq", "llama-3.3-70b-versatile")],
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending field."""
+
+
+class ProviderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["openai", "anthropic"]
+    api_key: SecretStr | None = None
+    base_url: str = ""
+    # Extra headers sent on every upstream call (e.g. OpenAI-Organization, api-version).
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Anthropic requires max_tokens; this fills it when the caller sent none.
+    default_max_tokens: int = Field(4096, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.api_key and self.api_key.get_secret_value())
+
+
+class Deployment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+class ModelFile(BaseModel):
+    """The YAML file's shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, Annotated[list[Deployment], Field(min_length=1)]] = Field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """Environment variables (names as in DESIGN.md, lower-cased). Secrets are SecretStr: repr never shows them.
+
+    A plain model fed by ``load_settings(env)``, so tests pass an environment in and nothing
+    reads ``os.environ`` behind their back.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(5000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+
+    redis_url: SecretStr | None = None
+    database_url: SecretStr = SecretStr("sqlite:///./gateway.db")
+
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"] = "HS256"
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    admin_api_key: SecretStr | None = None
+    allow_anonymous: bool = True
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    rate_limit_per_minute: int = Field(60, ge=0)
+    anon_rate_limit_per_minute: int = Field(10, ge=0)
+    default_monthly_token_budget: int = Field(1_000_000, ge=0)
+    anon_monthly_token_budget: int = Field(10_000, ge=0)
+
+    cache_ttl_seconds: int = Field(300, ge=0)
+    cache_scope: Literal["user", "global"] = "user"
+
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    groq_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_base_url: str | None = None
+    groq_base_url: str | None = None
+
+    helicone_api_key: SecretStr | None = None
+    helicone_base_url: str = "https://api.worker.helicone.ai"
+
+    gateway_config: str | None = None
+
+    cors_origins: list[str] = Field(default_factory=list)
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    upstream_timeout_seconds: float = Field(600.0, gt=0)
+    request_timeout_seconds: float = Field(900.0, gt=0)
+
+    cooldown_failures: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(30.0, ge=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class GatewayConfig(BaseModel):
+    """Settings plus the resolved providers and model groups: what `create_app` receives."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    settings: Settings
+    providers: dict[str, ProviderConfig]
+    models: dict[str, list[Deployment]]
+    source: str  # where the model groups came from: a file path or "built-in"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Expand ``${VAR}`` inside every string of a parsed YAML tree; unset variables expand to ''."""
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: env.get(m.group(1), ""), value)
+    if isinstance(value, list):
+        return [expand_env(item, env) for item in value]
+    if isinstance(value, dict):
+        return {key: expand_env(item, env) for key, item in value.items()}
+    return value
+
+
+def _describe(error: ValidationError, *, env_names: bool = False) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{field.upper() if env_names else field}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _read_model_file(path: Path, env: Mapping[str, str]) -> ModelFile:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read model file: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with 'providers' and 'models'")
+    try:
+        return ModelFile.model_validate(expand_env(raw, env))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+
+
+def _builtin_model_file() -> ModelFile:
+    groups = DEFAULT_MODEL_GROUPS.items()
+    return ModelFile.model_validate(
+        {
+            "providers": {name: {"type": kind} for name, kind in BUILTIN_PROVIDER_TYPES.items()},
+            "models": {group: [{"provider": p, "model": m} for p, m in chain] for group, chain in groups},
+        }
+    )
+
+
+def _with_env_defaults(name: str, provider: ProviderConfig, settings: Settings) -> ProviderConfig:
+    """YAML first, then OPENAI_/ANTHROPIC_/GROQ_ variables for the built-in names, then the public URL."""
+    if name not in PUBLIC_BASE_URLS:
+        if not provider.base_url:
+            raise ConfigError(f"providers.{name}.base_url: required for a provider that is not openai/anthropic/groq")
+        return provider
+    env_key: SecretStr | None = getattr(settings, f"{name}_api_key")
+    env_url: str | None = getattr(settings, f"{name}_base_url")
+    api_key = provider.api_key if provider.api_key and provider.api_key.get_secret_value() else env_key
+    base_url = provider.base_url or (env_url or "").rstrip("/") or PUBLIC_BASE_URLS[name]
+    return provider.model_copy(update={"api_key": api_key, "base_url": base_url})
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Build the whole configuration once; raise ConfigError naming the first bad field."""
+    env = dict(os.environ if env is None else env)
+    try:
+        settings = Settings.model_validate({k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, env_names=True)) from None
+
+    path = Path(settings.gateway_config) if settings.gateway_config else Path("gateway.yaml")
+    if path.exists():
+        model_file, source = _read_model_file(path, env), str(path)
+    elif settings.gateway_config:
+        raise ConfigError(f"GATEWAY_CONFIG: file not found: {path}")
+    else:
+        model_file, source = _builtin_model_file(), "built-in"
+
+    providers = {name: _with_env_defaults(name, cfg, settings) for name, cfg in model_file.providers.items()}
+    for group, chain in model_file.models.items():
+        for index, deployment in enumerate(chain):
+            if deployment.provider not in providers:
+                raise ConfigError(f"models.{group}.{index}.provider: unknown provider '{deployment.provider}'")
+    if settings.jwt_algorithm.startswith("HS") and (settings.jwt_public_key or settings.jwt_jwks_url):
+        raise ConfigError("JWT_ALGORITHM: an asymmetric algorithm (RS256/ES256) is needed with JWT_PUBLIC_KEY/JWKS_URL")
+    return GatewayConfig(settings=settings, providers=providers, models=model_file.models, source=source)

@@ -1,0 +1,47 @@
+"""Shared fixtures: fake providers on loopback, and a gateway started against them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+from tests.fakes.upstream import FakeProvider
+from tests.harness import GatewayServer
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+StartGateway = Callable[..., GatewayServer]
+
+
+@pytest.fixture
+def fakes(openai_fake: FakeProvider, anthropic_fake: FakeProvider, groq_fake: FakeProvider) -> dict[str, FakeProvider]:
+    return {"openai": openai_fake, "anthropic": anthropic_fake, "groq": groq_fake}
+
+
+@pytest.fixture
+def fake_env(fakes: dict[str, FakeProvider]) -> dict[str, str]:
+    """Environment pointing the gateway at the three fakes, with the built-in model groups."""
+    env = {"GATEWAY_CONFIG": "", "LOG_LEVEL": "WARNING"}
+    for fake in fakes.values():
+        env.update(fake.env)
+    return env
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[StartGateway]:
+    """Start gateways with a given environment; every one is stopped after the test."""
+    started: list[GatewayServer] = []
+
+    def start(env: Mapping[str, str]) -> GatewayServer:
+        server = GatewayServer(env).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: StartGateway, fake_env: dict[str, str]) -> GatewayServer:
+    return start_gateway(fake_env)

@@ -1,0 +1,223 @@
+"""End to end through the official ``openai`` SDK: the gateway on a real socket, fakes behind it."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from tests.fakes import Delay, Drop, Fail, FakeProvider, Reply
+from tests.harness import GatewayServer
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
+
+
+def client(gateway: GatewayServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0, timeout=20)
+
+
+def test_openai_answers_first(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    completion = raw.parse()
+
+    assert completion.choices[0].message.content == "Hello from openai"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.total_tokens == 18
+    assert raw.headers["x-gateway-provider"] == "openai"
+    assert raw.headers["x-gateway-attempts"] == "1"
+    assert raw.headers["x-request-id"]
+    sent = fakes["openai"].chat_requests[0]
+    assert sent.body == {"model": "gpt-4o-mini", "messages": MESSAGES}
+    assert sent.headers["authorization"] == f"Bearer {fakes['openai'].api_key}"
+    assert fakes["anthropic"].count == 0 and fakes["groq"].count == 0
+
+
+def test_openai_500_falls_back_to_anthropic_in_openai_format(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider]
+) -> None:
+    fakes["openai"].push(Fail(500))
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=50, temperature=0.2
+    )
+    completion = raw.parse()
+
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content == "Hello from anthropic"
+    assert completion.choices[0].finish_reason == "stop"
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (11, 7)  # type: ignore[union-attr]
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert raw.headers["x-gateway-attempts"] == "2"
+    sent = fakes["anthropic"].chat_requests[0]
+    assert sent.headers["x-api-key"] == fakes["anthropic"].api_key
+    assert sent.body == {
+        "model": "claude-3-5-haiku-latest",
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello."}]}],
+        "max_tokens": 50,
+        "temperature": 0.2,
+    }
+
+
+def test_429_and_529_fall_back_to_groq(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    fakes["openai"].push(Fail(429))
+    fakes["anthropic"].push(Fail(529))
+    raw = client(gateway).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    assert raw.parse().choices[0].message.content == "Hello from groq"
+    assert raw.headers["x-gateway-provider"] == "groq"
+    assert raw.headers["x-gateway-attempts"] == "3"
+    assert fakes["groq"].chat_requests[0].body["model"] == "llama-3.1-8b-instant"
+
+
+def test_every_provider_down_is_502_without_secrets(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    fakes["openai"].push(Fail(503))
+    fakes["anthropic"].push(Drop())
+    fakes["groq"].push(Fail(401, "Incorrect API key provided: " + fakes["groq"].api_key))
+    response = httpx.post(
+        f"{gateway.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}, timeout=20
+    )
+
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "all_providers_failed"
+    assert [(a["provider"], a["status"]) for a in error["attempts"]] == [
+        ("openai", 503),
+        ("anthropic", None),
+        ("groq", 401),
+    ]
+    for fake in fakes.values():
+        assert fake.api_key not in response.text
+
+
+def test_upstream_400_is_returned_without_fallback(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    fakes["openai"].push(
+        Fail(400, "This model's maximum context length is 128000 tokens.", code="context_length_exceeded")
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    assert caught.value.status_code == 400
+    assert caught.value.body == {
+        "message": "This model's maximum context length is 128000 tokens.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "context_length_exceeded",
+    }
+    assert fakes["anthropic"].count == 0 and fakes["groq"].count == 0
+
+
+def test_unknown_model_is_404(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(gateway).chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert caught.value.code == "model_not_found"
+    assert sum(fake.count for fake in fakes.values()) == 0
+
+
+def test_slow_upstream_times_out_and_falls_back(
+    start_gateway: object, fake_env: dict[str, str], fakes: dict[str, FakeProvider]
+) -> None:
+    gateway = start_gateway({**fake_env, "UPSTREAM_TIMEOUT_SECONDS": "0.5"})  # type: ignore[operator]
+    fakes["openai"].push(Delay(3.0))
+    raw = client(gateway).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert raw.elapsed.total_seconds() < 2.5
+
+
+def test_request_timeout_bounds_the_whole_request(
+    start_gateway: object, fake_env: dict[str, str], fakes: dict[str, FakeProvider]
+) -> None:
+    gateway = start_gateway({**fake_env, "REQUEST_TIMEOUT_SECONDS": "0.5"})  # type: ignore[operator]
+    fakes["openai"].push(Delay(3.0))
+    response = httpx.post(
+        f"{gateway.base_url}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES}, timeout=20
+    )
+    assert response.status_code == 504
+    assert response.elapsed.total_seconds() < 2.0
+    assert fakes["anthropic"].count == 0
+
+
+def test_failing_deployment_is_cooled_down(
+    start_gateway: object, fake_env: dict[str, str], fakes: dict[str, FakeProvider]
+) -> None:
+    gateway = start_gateway({**fake_env, "COOLDOWN_FAILURES": "2", "COOLDOWN_SECONDS": "60"})  # type: ignore[operator]
+    fakes["openai"].set_default(Fail(500))
+    for _ in range(4):
+        raw = client(gateway).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert fakes["openai"].count == 2  # skipped once cooled down
+    assert fakes["anthropic"].count == 4
+
+
+def test_provider_without_key_is_skipped(
+    start_gateway: object, fake_env: dict[str, str], fakes: dict[str, FakeProvider]
+) -> None:
+    env = {k: v for k, v in fake_env.items() if k != "OPENAI_API_KEY"}
+    gateway = start_gateway(env)  # type: ignore[operator]
+    raw = client(gateway).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert raw.headers["x-gateway-attempts"] == "1"
+    assert fakes["openai"].count == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "upstream_model"),
+    [
+        ("anthropic/claude-3-7-sonnet-latest", "anthropic", "claude-3-7-sonnet-latest"),
+        ("claude-3-5-haiku-latest", "anthropic", "claude-3-5-haiku-latest"),
+        ("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile"),
+        ("llama-3.1-8b-instant", "groq", "llama-3.1-8b-instant"),
+        ("openai/gpt-4.1-nano", "openai", "gpt-4.1-nano"),
+    ],
+)
+def test_direct_routing(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider], model: str, provider: str, upstream_model: str
+) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
+    assert raw.parse().choices[0].message.content == f"Hello from {provider}"
+    assert fakes[provider].chat_requests[0].body["model"] == upstream_model
+
+
+def test_models_lists_groups(gateway: GatewayServer) -> None:
+    models = client(gateway).models.list()
+    assert [m.id for m in models.data] == ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"]
+    assert all(m.owned_by == "llm-gateway" for m in models.data)
+
+
+def test_unknown_fields_pass_through_to_openai(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    client(gateway).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        seed=7,
+        logprobs=True,
+        extra_body={"reasoning_effort": "low", "vendor_field": {"a": [1, 2]}},
+    )
+    body = fakes["openai"].chat_requests[0].body
+    assert body["seed"] == 7 and body["logprobs"] is True
+    assert body["reasoning_effort"] == "low" and body["vendor_field"] == {"a": [1, 2]}
+
+
+def test_request_id_is_echoed(gateway: GatewayServer) -> None:
+    response = httpx.post(
+        f"{gateway.base_url}/v1/chat/completions",
+        headers={"x-request-id": "trace-123"},
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+    )
+    assert response.headers["x-request-id"] == "trace-123"
+    unsafe = httpx.get(f"{gateway.base_url}/health", headers={"x-request-id": "bad id <script>"})
+    assert len(unsafe.headers["x-request-id"]) == 32  # replaced by a generated id
+
+
+def test_no_prefix_route_works_too(gateway: GatewayServer) -> None:
+    response = httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "Hello from openai"
+    assert httpx.get(f"{gateway.base_url}/models").json()["object"] == "list"
+
+
+def test_reply_with_reply_behaviour_counts(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    fakes["openai"].push(Reply("custom answer", prompt_tokens=3, completion_tokens=2))
+    completion = client(gateway).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert completion.choices[0].message.content == "custom answer"
+    assert completion.usage is not None and completion.usage.total_tokens == 5
