@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 import pytest
 from tests.fakes.upstream import FakeProvider
 from tests.harness import GatewayServer
+from tests.services import RedisServer, postgres_service, redis_service
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -45,3 +46,27 @@ def start_gateway() -> Iterator[StartGateway]:
 @pytest.fixture
 def gateway(start_gateway: StartGateway, fake_env: dict[str, str]) -> GatewayServer:
     return start_gateway(fake_env)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The session's shared Redis (see tests/services.py). Tests isolate themselves by key prefix."""
+    with redis_service() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The session's PostgreSQL server URL (see tests/services.py)."""
+    with postgres_service() as url:
+        yield url
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[RedisServer]:
+    """A private redis-server on a free port, for tests that stop or break it."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
