@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+
 from tests.fakes import Delay, Drop, Fail, FakeProvider, Reply
 from tests.harness import GatewayServer
 

@@ -1,0 +1,236 @@
+"""Fake OpenAI, Anthropic and Groq servers on 127.0.0.1, speaking the real wire formats over real HTTP.
+
+Each ``FakeProvider`` runs aiohttp in a daemon thread with its own event loop, so synchronous tests,
+async tests and a gateway under test can all talk to it; tests script it with ``push``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from aiohttp import web
+
+from .anthropic_wire import AnthropicWire
+from .behaviours import Behaviour, Reply
+from .openai_wire import OpenAIWire
+from .playback import ProviderWire, json_answer, play
+
+ProviderKind = Literal["openai", "anthropic", "groq"]
+
+_START_TIMEOUT = 5.0
+_STOP_TIMEOUT = 5.0
+# In-flight handlers (a long Delay or Stall) get this long to finish at stop() before being cancelled.
+_SHUTDOWN_GRACE = 0.25
+# aiohttp's default (1 MiB) is below the gateway's MAX_REQUEST_BYTES; the real APIs take far more.
+_MAX_BODY = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the fake received it; ``body`` is the parsed JSON, or None when it was not JSON."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+class FakeProvider:
+    """One fake provider ("openai", "anthropic" or "groq") on 127.0.0.1 and a free port.
+
+    Chat requests are authenticated and validated like the real API does (a rejected request
+    consumes no behaviour), then answered by the next pushed behaviour, or the default (``Reply()``).
+    """
+
+    def __init__(self, kind: ProviderKind, *, api_key: str | None = None) -> None:
+        if kind not in ("openai", "anthropic", "groq"):
+            raise ValueError(f"unknown provider kind {kind!r}")
+        self.kind: ProviderKind = kind
+        self._api_key = api_key or f"test-{kind}-key"
+        self._wire: ProviderWire = (
+            AnthropicWire(self._api_key) if kind == "anthropic" else OpenAIWire(kind, self._api_key)
+        )
+        self._lock = threading.Lock()
+        self._queue: deque[Behaviour] = deque()
+        self._default: Behaviour = Reply()
+        self._requests: list[Recorded] = []
+        self._chat_count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    # -- scripting ----------------------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeProvider is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The base URL the official SDK of this provider expects (Anthropic's has no ``/v1``)."""
+        root = f"http://127.0.0.1:{self.port}"
+        return {"openai": f"{root}/v1", "groq": f"{root}/openai/v1", "anthropic": root}[self.kind]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The gateway's environment variables that point it at this fake, e.g. ``OPENAI_BASE_URL``."""
+        prefix = self.kind.upper()
+        return {f"{prefix}_BASE_URL": self.base_url, f"{prefix}_API_KEY": self.api_key}
+
+    def push(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours; each valid chat request consumes one, in order."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def set_default(self, behaviour: Behaviour) -> None:
+        """What a chat request gets when the queue is empty."""
+        with self._lock:
+            self._default = behaviour
+
+    def reset(self) -> None:
+        """Forget queued behaviours, the default and every recorded request."""
+        with self._lock:
+            self._queue.clear()
+            self._default = Reply()
+            self._requests.clear()
+            self._chat_count = 0
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """A snapshot of every request received (chat, models, unknown paths), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        """A snapshot of the chat requests only (``/chat/completions`` or ``/v1/messages``)."""
+        return [r for r in self.requests if r.path == self._wire.chat_path]
+
+    @property
+    def count(self) -> int:
+        """Chat requests received, rejected ones (bad key, invalid body) included."""
+        with self._lock:
+            return self._chat_count
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> FakeProvider:
+        """Listen on a free port; returns once the socket accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("FakeProvider already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run_loop, args=(loop,), name=f"fake-{self.kind}", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(sock), loop).result(_START_TIMEOUT)
+        except BaseException:
+            sock.close()
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Close the server (cancelling handlers still busy after a short grace), end the loop, join the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_STOP_TIMEOUT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_STOP_TIMEOUT)
+        self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = f"127.0.0.1:{self._port}" if self._thread is not None else "stopped"
+        return f"FakeProvider({self.kind!r}, {where})"
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, sock: socket.socket) -> None:
+        app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_post(self._wire.chat_path, self._chat)
+        app.router.add_get(self._wire.models_path, self._models)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
+        await runner.setup()
+        self._runner = runner
+        await web.SockSite(runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        current = asyncio.current_task()
+        leftovers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    # -- handlers (run on the fake's loop) ----------------------------------------------------
+
+    async def _record(self, request: web.Request, *, chat: bool) -> Any:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        with self._lock:
+            self._requests.append(Recorded(request.method, request.path, headers, body, raw))
+            self._chat_count += chat
+        return body
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request, chat=True)
+        problem = self._wire.check_auth(request.headers) or self._wire.check_request(body, request.headers)
+        if problem is not None:
+            return json_answer(self._wire, *problem)
+        with self._lock:
+            behaviour = self._queue.popleft() if self._queue else self._default
+        return await play(behaviour, request, self._wire, body)
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request, chat=False)
+        problem = self._wire.check_auth(request.headers)
+        if problem is not None:
+            return json_answer(self._wire, *problem)
+        return json_answer(self._wire, 200, self._wire.models())
+
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request, chat=False)
+        return json_answer(self._wire, *self._wire.not_found(request.method, request.path))
