@@ -58,21 +58,16 @@ async def relay_sse(routed: RoutedStream) -> AsyncIterator[bytes]:
     stream = routed.stream
     assert stream is not None
     try:
-        yield b"data: " + routed.first_chunk + b"\n\n"
+        for chunk in routed.head:
+            yield b"data: " + chunk + b"\n\n"
         async for chunk in stream:
             yield b"data: " + chunk + b"\n\n"
         yield b"data: [DONE]\n\n"
     except GatewayError as exc:
-        yield b"data: " + _stream_error(exc).body() + b"\n\n"
+        # An error event, and no [DONE]: a cut stream is never presented as a clean finish.
+        yield b"data: " + exc.body() + b"\n\n"
     except Exception:
         log.exception("stream relay failed")
         yield b"data: " + UpstreamStreamError("The gateway failed while relaying the stream.").body() + b"\n\n"
     finally:
         await stream.aclose()
-
-
-def _stream_error(exc: GatewayError) -> GatewayError:
-    # Mid-stream, every failure is the upstream's: report it as a stream error, never as a clean end.
-    if isinstance(exc, UpstreamStreamError):
-        return exc
-    return UpstreamStreamError(f"The upstream stream failed: {exc.message}", provider=getattr(exc, "provider", ""))

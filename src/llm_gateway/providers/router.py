@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from llm_gateway.errors import (
     AllProvidersFailed,
     Attempt,
@@ -89,9 +91,13 @@ class RoutedCompletion(Routed):
 
 @dataclass(slots=True)
 class RoutedStream(Routed):
-    """An upstream stream whose first chunk already arrived (so no fallback is possible any more)."""
+    """An upstream stream whose first content already arrived (so no fallback is possible any more).
 
-    first_chunk: bytes = b""
+    ``head`` holds the chunks read so far: any content-less preamble (role, empty deltas) and the
+    first chunk that carries content, a tool call or a finish reason.
+    """
+
+    head: list[bytes] = field(default_factory=list)
     stream: ChunkStream | None = None
 
 
@@ -176,7 +182,7 @@ class Router:
                     stream = await provider.chat_stream(
                         body, deployment.model, deadline=deadline, timeout=min(self._attempt_timeout, remaining)
                     )
-                    first = await _first_chunk(stream, deployment.provider)
+                    head = await _read_head(stream, deployment.provider)
             except TimeoutError:
                 self._fail(deployment, attempts, ProviderTimeout("request timeout", provider=deployment.provider))
                 raise AllProvidersFailed(model, attempts, timed_out=True) from None
@@ -184,7 +190,7 @@ class Router:
                 self._fail(deployment, attempts, exc)
                 continue
             self._cooldowns.succeeded(deployment.key)
-            return RoutedStream(deployment.provider, deployment.model, attempts, first, stream)
+            return RoutedStream(deployment.provider, deployment.model, attempts, head, stream)
         raise AllProvidersFailed(model, attempts)
 
     def _fail(self, deployment: Deployment, attempts: list[Attempt], exc: UpstreamError) -> None:
@@ -194,13 +200,48 @@ class Router:
         self._cooldowns.failed(deployment.key)
 
 
-async def _first_chunk(stream: ChunkStream, provider: str) -> bytes:
-    """Pull the first chunk so that a stream failing before it can still fall back."""
+# Content-less chunks held back at most before the stream is committed to a deployment.
+MAX_HEAD_CHUNKS = 8
+
+
+async def _read_head(stream: ChunkStream, provider: str) -> list[bytes]:
+    """Read up to the first chunk with content, so that a stream failing before it can still fall back.
+
+    Upstreams announce a stream before they produce anything (OpenAI's role chunk, Anthropic's
+    message_start and ping), and overload errors arrive right after; holding those few empty
+    chunks back keeps fallback possible until the caller would have seen real content.
+    """
+    head: list[bytes] = []
     try:
         async for chunk in stream:
-            return chunk
+            head.append(chunk)
+            if len(head) >= MAX_HEAD_CHUNKS or _has_content(chunk):
+                return head
     except BaseException:
         await stream.aclose()
         raise
+    if head:  # a whole answer with no content at all (e.g. an empty completion): still an answer
+        return head
     await stream.aclose()
     raise UpstreamStreamError(f"{provider} ended the stream without any chunk", provider=provider)
+
+
+def _has_content(chunk: bytes) -> bool:
+    try:
+        parsed = orjson.loads(chunk)
+    except orjson.JSONDecodeError:
+        return True
+    choices = parsed.get("choices") if isinstance(parsed, dict) else None
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        return True  # a usage-only or unknown chunk: nothing to wait for
+    choice = choices[0]
+    delta = choice.get("delta")
+    if choice.get("finish_reason") or not isinstance(delta, dict):
+        return True
+    return bool(
+        delta.get("content")
+        or delta.get("tool_calls")
+        or delta.get("refusal")
+        or delta.get("reasoning_content")
+        or delta.get("function_call")
+    )

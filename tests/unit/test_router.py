@@ -1,0 +1,220 @@
+"""The router's decisions, with in-memory providers: order, fallback rules, cooldowns, direct names."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from llm_gateway.errors import (
+    AllProvidersFailed,
+    ModelNotFound,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnreachable,
+    UpstreamError,
+    UpstreamStreamError,
+)
+from llm_gateway.providers.router import Cooldowns, Router
+from llm_gateway.schemas.core import Completion, Usage
+from llm_gateway.settings import Deployment
+
+
+class ListStream:
+    def __init__(self, chunks: list[bytes], error: Exception | None = None) -> None:
+        self._chunks, self._error, self.closed = chunks, error, False
+        self.usage: Usage | None = None
+        self._iterator = self._run()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterator
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+        if self._error:
+            raise self._error
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class ScriptedProvider:
+    """Answers with whatever the test queued; records the upstream model names it was asked for."""
+
+    def __init__(self, name: str, *outcomes: Exception | str) -> None:
+        self.name = name
+        self.outcomes = list(outcomes)
+        self.calls: list[str] = []
+
+    def _next(self) -> Exception | str:
+        return self.outcomes.pop(0) if self.outcomes else f"from {self.name}"
+
+    async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
+        self.calls.append(model)
+        outcome = self._next()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return Completion({"choices": [{"message": {"content": outcome}}]})
+
+    async def chat_stream(self, body: dict[str, Any], model: str, *, timeout: float, deadline: float) -> ListStream:
+        self.calls.append(model)
+        outcome = self._next()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return ListStream([chunk(role="assistant"), chunk(content=outcome), chunk(finish="stop")])
+
+    async def aclose(self) -> None:
+        pass
+
+
+def chunk(*, role: str | None = None, content: str | None = None, finish: str | None = None) -> bytes:
+    delta = {k: v for k, v in {"role": role, "content": content}.items() if v is not None}
+    return orjson.dumps(
+        {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    )
+
+
+def make_router(
+    *providers: ScriptedProvider, cooldowns: Cooldowns | None = None, groups: dict[str, list[Deployment]] | None = None
+) -> Router:
+    chain = [Deployment(provider=p.name, model=f"{p.name}-model") for p in providers]
+    return Router(
+        groups or {"group": chain},
+        {p.name: p for p in providers},
+        cooldowns or Cooldowns(3, 30),
+        attempt_timeout=5,
+        request_timeout=10,
+    )
+
+
+def rejected(status: int, provider: str = "a") -> ProviderRejected:
+    return ProviderRejected(f"status {status}", provider=provider, upstream_status=status)
+
+
+@pytest.mark.parametrize("status", [401, 403, 408, 409, 429, 500, 502, 503, 504, 529])
+async def test_retryable_statuses_fall_back(status: int) -> None:
+    a, b = ScriptedProvider("a", rejected(status)), ScriptedProvider("b")
+    routed = await make_router(a, b).complete({}, "group")
+    assert routed.provider == "b" and routed.attempt_count == 2
+    assert [(x.provider, x.status) for x in routed.attempts] == [("a", status)]
+
+
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
+async def test_other_4xx_go_back_to_the_caller(status: int) -> None:
+    a, b = ScriptedProvider("a", rejected(status)), ScriptedProvider("b")
+    with pytest.raises(ProviderRejected) as caught:
+        await make_router(a, b).complete({}, "group")
+    assert caught.value.status_code == status
+    assert b.calls == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderUnreachable("down", provider="a"),
+        ProviderTimeout("slow", provider="a"),
+        UpstreamStreamError("cut", provider="a"),
+    ],
+)
+async def test_transport_failures_fall_back(error: UpstreamError) -> None:
+    a, b = ScriptedProvider("a", error), ScriptedProvider("b")
+    assert (await make_router(a, b).complete({}, "group")).provider == "b"
+
+
+async def test_all_failed_lists_every_attempt() -> None:
+    a, b = ScriptedProvider("a", rejected(500)), ScriptedProvider("b", ProviderUnreachable("x", provider="b"))
+    with pytest.raises(AllProvidersFailed) as caught:
+        await make_router(a, b).complete({}, "group")
+    assert caught.value.status_code == 502
+    assert [(x.provider, x.status, x.error) for x in caught.value.attempts] == [
+        ("a", 500, "upstream_error"),
+        ("b", None, "upstream_unreachable"),
+    ]
+
+
+async def test_cooldown_skips_then_recovers() -> None:
+    now = [0.0]
+    cooldowns = Cooldowns(2, 30, clock=lambda: now[0])
+    a = ScriptedProvider("a", rejected(500), rejected(500))
+    b = ScriptedProvider("b")
+    router = make_router(a, b, cooldowns=cooldowns)
+    for _ in range(4):
+        assert (await router.complete({}, "group")).provider == "b"
+    assert len(a.calls) == 2  # cooled down after two failures
+    now[0] = 31.0
+    assert (await router.complete({}, "group")).provider == "a"
+
+
+async def test_cooled_down_deployments_are_still_tried_last() -> None:
+    cooldowns = Cooldowns(1, 30)
+    cooldowns.failed("a/a-model")
+    a, b = ScriptedProvider("a"), ScriptedProvider("b", rejected(503))
+    routed = await make_router(a, b, cooldowns=cooldowns).complete({}, "group")
+    assert routed.provider == "a" and [x.provider for x in routed.attempts] == ["b"]
+
+
+async def test_success_resets_the_failure_count() -> None:
+    cooldowns = Cooldowns(2, 30)
+    cooldowns.failed("a/a-model")
+    cooldowns.succeeded("a/a-model")
+    cooldowns.failed("a/a-model")
+    assert not cooldowns.cooling("a/a-model")
+
+
+def test_groups_without_a_usable_provider_do_not_exist() -> None:
+    a = ScriptedProvider("a")
+    router = Router(
+        {"only-b": [Deployment(provider="b", model="x")], "g": [Deployment(provider="a", model="y")]},
+        {"a": a},
+        Cooldowns(3, 30),
+        attempt_timeout=1,
+        request_timeout=1,
+    )
+    assert router.model_names == ["g"]
+    with pytest.raises(ModelNotFound):
+        router.deployments("only-b")
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("anthropic/claude-opus-4", ("anthropic", "claude-opus-4")),
+        ("claude-3-5-haiku-latest", ("anthropic", "claude-3-5-haiku-latest")),
+        ("gpt-4.1-nano", ("openai", "gpt-4.1-nano")),
+        ("o3-mini", ("openai", "o3-mini")),
+        ("llama-3.3-70b-versatile", ("groq", "llama-3.3-70b-versatile")),
+        ("groq/openai/gpt-oss-20b", ("groq", "openai/gpt-oss-20b")),
+    ],
+)
+def test_direct_routing(model: str, expected: tuple[str, str]) -> None:
+    router = make_router(ScriptedProvider("openai"), ScriptedProvider("anthropic"), ScriptedProvider("groq"))
+    [deployment] = router.deployments(model)
+    assert (deployment.provider, deployment.model) == expected
+
+
+@pytest.mark.parametrize("model", ["mistral-large", "unknown/model", "cohere/command-r"])
+def test_unknown_names_are_not_found(model: str) -> None:
+    with pytest.raises(ModelNotFound):
+        make_router(ScriptedProvider("openai")).deployments(model)
+
+
+async def test_stream_holds_back_the_preamble_until_content() -> None:
+    routed = await make_router(ScriptedProvider("a")).stream({}, "group")
+    assert [orjson.loads(c)["choices"][0]["delta"] for c in routed.head] == [
+        {"role": "assistant"},
+        {"content": "from a"},
+    ]
+
+
+async def test_stream_failing_after_its_preamble_still_falls_back() -> None:
+    class PreambleThenError(ScriptedProvider):
+        async def chat_stream(self, body: dict[str, Any], model: str, *, timeout: float, deadline: float) -> ListStream:
+            self.stream = ListStream([chunk(role="assistant")], UpstreamStreamError("overloaded", provider="a"))
+            return self.stream
+
+    a, b = PreambleThenError("a"), ScriptedProvider("b")
+    routed = await make_router(a, b).stream({}, "group")
+    assert routed.provider == "b" and a.stream.closed

@@ -1,0 +1,142 @@
+"""Settings: environment and YAML, validated once, errors that name the field, secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_gateway.settings import ConfigError, expand_env, load_settings
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_follow_the_design() -> None:
+    config = load_settings({})
+    s = config.settings
+    assert (s.host, s.port, s.workers) == ("0.0.0.0", 5000, 1)
+    assert s.database_url.get_secret_value() == "sqlite:///./gateway.db"
+    assert (s.rate_limit_per_minute, s.anon_rate_limit_per_minute) == (60, 10)
+    assert (s.default_monthly_token_budget, s.anon_monthly_token_budget) == (1_000_000, 10_000)
+    assert (s.cache_ttl_seconds, s.cache_scope) == (300, "user")
+    assert s.max_request_bytes == 4 * 1024 * 1024
+    assert (s.upstream_timeout_seconds, s.request_timeout_seconds) == (600, 900)
+    assert s.allow_anonymous is True and s.jwt_algorithm == "HS256"
+    assert config.source == "built-in"
+    assert [d.provider for d in config.models["gpt-4o-mini"]] == ["openai", "anthropic", "groq"]
+    assert {name: p.base_url for name, p in config.providers.items()} == {
+        "openai": "https://api.openai.com/v1",
+        "anthropic": "https://api.anthropic.com",
+        "groq": "https://api.groq.com/openai/v1",
+    }
+    assert not any(p.usable for p in config.providers.values())
+
+
+def test_provider_keys_and_urls_from_the_environment() -> None:
+    config = load_settings({"OPENAI_API_KEY": "sk-test", "GROQ_BASE_URL": "http://127.0.0.1:9/openai/v1/"})
+    assert config.providers["openai"].usable
+    assert config.providers["groq"].base_url == "http://127.0.0.1:9/openai/v1"
+    assert not config.providers["groq"].usable
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-secret-openai",
+        "ADMIN_API_KEY": "admin-secret",
+        "JWT_SECRET": "jwt-secret",
+        "REDIS_URL": "redis://:pw-secret@127.0.0.1:6379/0",
+    }
+    config = load_settings(env)
+    text = repr(config) + str(config) + repr(config.settings)
+    for secret in ("sk-secret-openai", "admin-secret", "jwt-secret", "pw-secret"):
+        assert secret not in text
+
+
+def test_yaml_with_env_expansion(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+providers:
+  local:
+    type: openai
+    base_url: http://127.0.0.1:11434/v1
+    api_key: "${OLLAMA_KEY}"
+  anthropic:
+    type: anthropic
+    api_key: "${ANTHROPIC_API_KEY}"
+    default_max_tokens: 1024
+models:
+  house:
+    - {provider: local, model: "llama3.2:${SIZE}"}
+    - {provider: anthropic, model: claude-3-5-haiku-latest}
+""",
+    )
+    config = load_settings({"GATEWAY_CONFIG": path, "OLLAMA_KEY": "ollama", "SIZE": "3b", "ANTHROPIC_API_KEY": "k"})
+    assert config.source == path
+    assert config.providers["local"].api_key is not None
+    assert config.providers["local"].api_key.get_secret_value() == "ollama"
+    assert config.providers["anthropic"].default_max_tokens == 1024
+    assert config.providers["anthropic"].base_url == "https://api.anthropic.com"
+    assert [(d.provider, d.model) for d in config.models["house"]] == [
+        ("local", "llama3.2:3b"),
+        ("anthropic", "claude-3-5-haiku-latest"),
+    ]
+
+
+def test_unset_variable_expands_to_empty_and_skips_the_provider(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+providers:
+  openai: {type: openai, api_key: "${NOT_SET_ANYWHERE}"}
+models:
+  m: [{provider: openai, model: gpt-4o-mini}]
+""",
+    )
+    assert not load_settings({"GATEWAY_CONFIG": path}).providers["openai"].usable
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"PORT": "http"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"CACHE_SCOPE": "team"}, "CACHE_SCOPE"),
+        ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
+        ({"MAX_REQUEST_BYTES": "-1"}, "MAX_REQUEST_BYTES"),
+        ({"ALLOW_ANONYMOUS": "perhaps"}, "ALLOW_ANONYMOUS"),
+        ({"GATEWAY_CONFIG": "/does/not/exist.yaml"}, "GATEWAY_CONFIG"),
+        ({"JWT_PUBLIC_KEY": "pem", "JWT_ALGORITHM": "HS256"}, "JWT_ALGORITHM"),
+    ],
+)
+def test_bad_environment_names_the_field(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("providers: {x: {type: cohere, base_url: 'http://a'}}", "providers.x.type"),
+        ("providers: {x: {type: openai}}", "providers.x.base_url"),
+        ("providers: {x: {type: openai, base_url: 'ftp://a'}}", "providers.x.base_url"),
+        ("providers: {openai: {type: openai, colour: red}}", "providers.openai.colour"),
+        ("models: {m: [{provider: nowhere, model: a}]}", "models.m.0.provider"),
+        ("models: {m: []}", "models.m"),
+        ("models: {m: [{provider: openai}]}", "models.m.0.model"),
+        ("- just a list", "top level"),
+        ("providers: [unclosed", "cannot read"),
+    ],
+)
+def test_bad_yaml_names_the_field(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings({"GATEWAY_CONFIG": write(tmp_path, text)})
+
+
+def test_expand_env_walks_nested_values() -> None:
+    tree = {"a": ["${X}-${Y}", 3, {"b": "${X}"}], "c": None}
+    assert expand_env(tree, {"X": "1"}) == {"a": ["1-", 3, {"b": "1"}], "c": None}
