@@ -1,0 +1,242 @@
+"""Admission shared by every gateway process through Redis: one Lua script, one round trip.
+
+Keys (``prefix`` first): ``rate:<rate_key>:<window>`` (a counter, expires after two windows),
+``budget:<user>:<YYYY-MM>`` / ``keybudget:<key id>:<YYYY-MM>`` (hashes ``used``/``reserved``) and
+``…:holds`` (a sorted set of the holds in flight, by deadline); month keys expire a week after
+their month. Scripts run by EVALSHA; on NOSCRIPT (a restarted Redis) redis-py loads and retries.
+
+A budget hash that Redis lost is rebuilt from the ledger before anything is admitted against
+it, so a Redis restart never hands out a fresh budget. The clock is the gateway's (injected),
+not Redis's ``TIME``: hosts are expected to run NTP, and tests can move to the next month.
+
+When Redis is unreachable (or slower than ``timeout_seconds``) ``on_redis_error`` decides:
+``"closed"`` (default) answers 503 -- the point of budgets is that they hold, and an outage
+must not turn into unlimited spend on every process at once; ``"open"`` admits without
+counting (``ticket.degraded``), for deployments that value availability over the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from functools import cache, partial
+from importlib import resources
+from typing import Any, Literal
+
+import redis.asyncio
+import redis.exceptions
+
+from llm_gateway import errors
+from llm_gateway.auth.identity import Identity
+from llm_gateway.limits import budget
+from llm_gateway.limits.base import Clock, LedgerUsage, Outcome, Plan, Ticket, no_ledger, tokens_to_charge, utcnow
+from llm_gateway.limits.budget import Balance, BudgetScope, ScopeKind
+from llm_gateway.schemas.core import Usage
+
+logger = logging.getLogger(__name__)
+
+ADMITTED, RATE_REFUSED, BUDGET_REFUSED, BUDGET_MISSING = 0, 1, 2, 3
+
+# What "Redis is not there" looks like; anything else (a script error) is a bug and propagates.
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError (a restarting Redis)
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica after failover
+    OSError,
+    TimeoutError,  # our own bound (asyncio.timeout)
+)
+
+
+@cache
+def lua_source(name: str) -> str:
+    """A script shipped as package data in ``llm_gateway/limits/lua/``."""
+    return resources.files("llm_gateway.limits").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+class RedisLimits:
+    """``Admission`` for the shared shape. The client is the caller's (it closes it).
+
+    ``ledger_usage(user_id, month)`` / ``key_ledger_usage(key_id, month)`` return the tokens the
+    ledger has charged that month; they are read only when Redis has no counter for it.
+    See ``MemoryLimits`` for ``completion_allowance`` and ``reservation_ttl_seconds``.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str = "llmgw:",
+        *,
+        ledger_usage: LedgerUsage = no_ledger,
+        key_ledger_usage: LedgerUsage = no_ledger,
+        on_redis_error: Literal["open", "closed"] = "closed",
+        timeout_seconds: float = 0.5,
+        completion_allowance: int | None = 4096,
+        reservation_ttl_seconds: float = 960.0,
+        window_seconds: float = 60.0,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._ledgers: dict[ScopeKind, LedgerUsage] = {"user": ledger_usage, "key": key_ledger_usage}
+        self._fail_open = on_redis_error == "open"
+        self._timeout = timeout_seconds
+        self._allowance = completion_allowance
+        self._ttl_ms = int(reservation_ttl_seconds * 1000)
+        self._window_ms = int(window_seconds * 1000)
+        self._clock = clock
+        self._admit_script = client.register_script(lua_source("admit.lua"))
+        self._settle_script = client.register_script(lua_source("settle.lua"))
+        self._init_script = client.register_script(lua_source("init_budget.lua"))
+        self._rebuilds: dict[str, asyncio.Future[None]] = {}
+        self._last_warning = 0.0
+
+    async def admit(
+        self,
+        identity: Identity,
+        *,
+        prompt_tokens: int,
+        max_completion_tokens: int | None,
+        now: datetime | None = None,
+    ) -> Ticket:
+        plan = Plan.build(
+            identity,
+            prompt_tokens=prompt_tokens,
+            max_completion_tokens=max_completion_tokens,
+            now=now or self._clock(),
+            window_ms=self._window_ms,
+        )
+        keys, args = self._admit_call(plan)
+        for _ in range(3):
+            try:
+                reply = [int(value) for value in await self._run(self._admit_script, keys, args)]
+            except REDIS_UNAVAILABLE as exc:
+                return self._unavailable(plan, exc)
+            status, current, previous, cap, *counters = reply
+            if status == BUDGET_MISSING:
+                await self._rebuild(plan, missing=current)
+                continue
+            balances = tuple(
+                Balance(scope.limit, counters[2 * i], counters[2 * i + 1]) for i, scope in enumerate(plan.scopes)
+            )
+            admitted_cap = cap if status == ADMITTED else None
+            return Outcome(
+                plan, current, previous, balances, cap=admitted_cap, rate_refused=status == RATE_REFUSED
+            ).ticket()
+        # Only if the counters vanish again between rebuild and admission, three times over.
+        raise errors.ServiceUnavailable("Budget counters could not be initialised; try again shortly.")
+
+    async def settle(self, ticket: Ticket, usage: Usage | None, *, cached: bool = False) -> int:
+        """Charge the usage (the whole reservation when None, nothing when cached) and free the hold; once.
+
+        Shielded: a caller cancelled mid-settlement (a client that went away) still pays.
+        """
+        if not ticket.close():
+            return 0
+        charge = tokens_to_charge(ticket, usage, cached=cached)
+        await asyncio.shield(self._finish(ticket, charge))
+        return charge
+
+    async def release(self, ticket: Ticket) -> None:
+        """The request failed upstream: charge nothing, free the hold."""
+        if ticket.close():
+            await asyncio.shield(self._finish(ticket, 0))
+
+    async def balance(self, user_id: str, month: str, limit: int) -> Balance:
+        """The month's counters, for ``/v1/usage``; the ledger's figure when Redis has none or is down."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                used, reserved = await self._client.hmget(self._hash("user", user_id, month), ["used", "reserved"])
+        except REDIS_UNAVAILABLE as exc:
+            self._warn("usage read", exc)
+            used = reserved = None
+        if used is None:
+            return Balance(limit, max(0, int(await self._ledgers["user"](user_id, month))), 0)
+        return Balance(limit, int(used), int(reserved or 0))
+
+    async def aclose(self) -> None:
+        return None
+
+    def _hash(self, kind: ScopeKind, subject: str, month: str) -> str:
+        return f"{self._prefix}{'budget' if kind == 'user' else 'keybudget'}:{subject}:{month}"
+
+    def _admit_call(self, plan: Plan) -> tuple[list[str], list[str | int]]:
+        rate_key = f"{self._prefix}rate:{plan.identity.rate_key}:"
+        keys = [f"{rate_key}{plan.window}", f"{rate_key}{plan.window - 1}"]
+        for scope in plan.scopes:
+            hash_key = self._hash(scope.kind, scope.subject, plan.month)
+            keys += [hash_key, f"{hash_key}:holds"]
+        limits = [scope.limit for scope in plan.scopes] + [0]
+        args: list[str | int] = [
+            plan.identity.rate_limit_per_minute,
+            plan.window_ms,
+            plan.elapsed_ms,
+            plan.now_ms,
+            limits[0],
+            limits[1],
+            plan.prompt_tokens,
+            -1 if plan.max_completion_tokens is None else plan.max_completion_tokens,
+            -1 if self._allowance is None else self._allowance,
+            plan.ticket_id,
+            plan.now_ms + self._ttl_ms,
+            budget.month_keys_ttl_seconds(plan.now),
+        ]
+        return keys, args
+
+    async def _rebuild(self, plan: Plan, *, missing: int) -> None:
+        """Initialise the missing month hashes from the ledger (first writer wins, across processes).
+
+        Within a process one ledger read per hash is in flight at a time, however many requests
+        found it missing: after a flush under load the database sees one query per user, not per request.
+        """
+        for i, scope in enumerate(plan.scopes):
+            if not missing & (1 << i):
+                continue
+            hash_key = self._hash(scope.kind, scope.subject, plan.month)
+            task = self._rebuilds.get(hash_key)
+            if task is None:
+                task = asyncio.ensure_future(self._init_from_ledger(scope, plan, hash_key))
+                self._rebuilds[hash_key] = task
+                task.add_done_callback(partial(self._rebuild_done, hash_key))
+            await asyncio.shield(task)
+
+    def _rebuild_done(self, hash_key: str, _: asyncio.Future[None]) -> None:
+        self._rebuilds.pop(hash_key, None)
+
+    async def _init_from_ledger(self, scope: BudgetScope, plan: Plan, hash_key: str) -> None:
+        used = max(0, int(await self._ledgers[scope.kind](scope.subject, plan.month)))
+        ttl = budget.month_keys_ttl_seconds(plan.now)
+        try:
+            await self._run(self._init_script, [hash_key, f"{hash_key}:holds"], [used, ttl])
+        except REDIS_UNAVAILABLE as exc:
+            self._warn("budget rebuild", exc)  # the next admit() attempt meets the outage and decides
+
+    async def _finish(self, ticket: Ticket, charge: int) -> None:
+        keys: list[str] = []
+        for kind, subject in ticket.scopes:
+            hash_key = self._hash(kind, subject, ticket.month)
+            keys += [hash_key, f"{hash_key}:holds"]
+        try:
+            await self._run(
+                self._settle_script, keys, [f"{ticket.id}:{ticket.reserved_tokens}", ticket.reserved_tokens, charge]
+            )
+        except REDIS_UNAVAILABLE as exc:
+            # The hold expires by itself; the ledger row still carries the usage.
+            self._warn(f"settlement of {charge} tokens for {ticket.user_id}", exc)
+
+    async def _run(self, script: Any, keys: list[str], args: list[str | int]) -> Any:
+        async with asyncio.timeout(self._timeout):
+            return await script(keys=keys, args=args)
+
+    def _unavailable(self, plan: Plan, exc: BaseException) -> Ticket:
+        self._warn("admission", exc)
+        if self._fail_open:
+            return plan.degraded_ticket(self._allowance)
+        raise errors.ServiceUnavailable("Rate limits and budgets are unavailable; try again shortly.") from exc
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        # At most one line every 10 s: an outage must not become a log flood on the hot path.
+        if time.monotonic() - self._last_warning >= 10:
+            self._last_warning = time.monotonic()
+            logger.warning("redis unavailable during %s: %s", what, type(exc).__name__)
