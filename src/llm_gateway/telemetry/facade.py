@@ -1,0 +1,200 @@
+"""``Telemetry``: the one object the pipeline talks to. One ``record()`` call per finished request.
+
+Attempt spans are written after the fact from the record's attempt timings (explicit start and
+end timestamps, parented to the request's server span), so nothing telemetry-related runs while
+an upstream is being called, and with tracing off no span object is ever created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llm_gateway.telemetry import genai
+from llm_gateway.telemetry.helicone import HeliconeLogger
+from llm_gateway.telemetry.logs import RequestLog
+from llm_gateway.telemetry.metrics import GatewayMetrics
+from llm_gateway.telemetry.otel import OtelPipeline, setup_otel
+from llm_gateway.telemetry.record import RequestRecord
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace import SpanProcessor
+    from starlette.applications import Starlette
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """What telemetry needs from the gateway's settings (the ``OTEL_*`` variables travel separately)."""
+
+    record_content: bool = False  # TELEMETRY_RECORD_CONTENT: prompts/answers on spans
+    user_id: genai.UserIdMode = "hash"  # TELEMETRY_USER_ID: gateway.user_id on spans
+    user_id_salt: str = ""  # TELEMETRY_USER_ID_SALT: key of the user-id hash
+    helicone_api_key: str | None = None
+    helicone_base_url: str = "https://api.worker.helicone.ai"
+    helicone_queue_size: int = 1000
+    helicone_batch_size: int = 16
+    helicone_timeout_seconds: float = 5.0
+    helicone_log_content: bool = True
+    prometheus_multiproc_dir: str | None = None
+    service_version: str = ""
+
+
+class Telemetry:
+    def __init__(
+        self,
+        settings: TelemetrySettings,
+        *,
+        metrics: GatewayMetrics,
+        otel: OtelPipeline | None = None,
+        helicone: HeliconeLogger | None = None,
+        request_log: RequestLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.otel = otel
+        self.helicone = helicone
+        self._log = request_log or RequestLog()
+        self._tracer: trace.Tracer | None = otel.tracer if otel else None
+        meter = otel.meter if otel else None
+        self._genai = _GenAIMetrics(meter) if meter is not None else None
+        self._salt = settings.user_id_salt.encode()
+
+    @classmethod
+    def create(
+        cls,
+        settings: TelemetrySettings,
+        otel_env: Mapping[str, str],
+        *,
+        span_processor: SpanProcessor | None = None,
+        metric_reader: MetricReader | None = None,
+    ) -> Telemetry:
+        """Everything from settings; OTel is only set up when ``otel_env`` turns export on."""
+        metrics = GatewayMetrics(multiproc_dir=settings.prometheus_multiproc_dir)
+        otel = setup_otel(
+            otel_env,
+            service_version=settings.service_version,
+            span_processor=span_processor,
+            metric_reader=metric_reader,
+        )
+        helicone = None
+        if settings.helicone_api_key:
+            helicone = HeliconeLogger(
+                settings.helicone_api_key,
+                settings.helicone_base_url,
+                queue_size=settings.helicone_queue_size,
+                batch_size=settings.helicone_batch_size,
+                timeout=settings.helicone_timeout_seconds,
+                include_content=settings.helicone_log_content,
+                metrics=metrics,
+            )
+        return cls(settings, metrics=metrics, otel=otel, helicone=helicone)
+
+    @property
+    def tracing(self) -> bool:
+        return self._tracer is not None
+
+    @property
+    def wants_stream_body(self) -> bool:
+        """Whether the pipeline should assemble a streamed answer (``StreamAssembler``) into the record."""
+        return self.helicone is not None or (self.settings.record_content and self._tracer is not None)
+
+    def install(self, app: Starlette) -> None:
+        """Add the server-span middleware, only when tracing is on. Call before the app starts."""
+        if self._tracer is not None:
+            from llm_gateway.telemetry.server_span import ServerSpanMiddleware
+
+            app.add_middleware(ServerSpanMiddleware, tracer=self._tracer)
+
+    async def start(self) -> None:
+        if self.helicone is not None:
+            await self.helicone.start()
+
+    async def aclose(self) -> None:
+        if self.helicone is not None:
+            await self.helicone.aclose()
+        if self.otel is not None:
+            await asyncio.to_thread(self.otel.shutdown)
+
+    def record(self, record: RequestRecord) -> None:
+        """Metrics, spans, GenAI metrics, the log line, the Helicone log. Never raises."""
+        try:
+            record.finish()
+            self.metrics.observe(record)
+            if self._tracer is not None:
+                self._trace(self._tracer, record)
+            if self._genai is not None:
+                self._genai.record(record)
+            self._log.write(record)
+            if self.helicone is not None and record.attempts:
+                self.helicone.submit(record)
+        except Exception:
+            log.exception("telemetry: recording request %s failed", record.request_id)
+
+    def _trace(self, tracer: trace.Tracer, record: RequestRecord) -> None:
+        user_id = genai.user_id_value(record.user_id, self.settings.user_id, self._salt)
+        server = trace.get_current_span()
+        if server.is_recording():
+            server.set_attributes(genai.server_attributes(record, user_id))
+        for index, attempt in enumerate(record.attempts):
+            start_ns = record.start_ns + round((attempt.start - record.start) * 1e9)
+            span = tracer.start_span(
+                genai.span_name(attempt.model),
+                kind=SpanKind.CLIENT,
+                attributes=genai.attempt_attributes(record, attempt, index, user_id),
+                start_time=start_ns,
+            )
+            if attempt.error is not None:
+                span.set_status(Status(StatusCode.ERROR, genai.error_kind(attempt.status, attempt.error)))
+            elif self.settings.record_content:
+                span.set_attributes(genai.content_attributes(record))
+            span.end(end_time=start_ns + round(attempt.duration * 1e9))
+
+
+class _GenAIMetrics:
+    """``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and time to first chunk, per attempt."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=genai.DURATION_BUCKETS,
+        )
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=genai.TOKEN_BUCKETS,
+        )
+        self.first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk of a streamed answer.",
+            explicit_bucket_boundaries_advisory=genai.DURATION_BUCKETS,
+        )
+
+    def record(self, record: RequestRecord) -> None:
+        for attempt in record.attempts:
+            answered = attempt.error is None
+            attributes = genai.metric_attributes(
+                attempt, (record.response_model or attempt.model) if answered else None
+            )
+            self.duration.record(attempt.duration, attributes)
+            if not answered:
+                continue
+            if record.prompt_tokens is not None:
+                self.tokens.record(record.prompt_tokens, {**attributes, genai.TOKEN_TYPE: "input"})
+            if record.completion_tokens is not None:
+                self.tokens.record(record.completion_tokens, {**attributes, genai.TOKEN_TYPE: "output"})
+            if record.stream and record.ttft is not None:
+                self.first_chunk.record(max(0.0, record.ttft - (attempt.start - record.start)), attributes)
