@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
+
 from tests.fakes.upstream import FakeProvider
 from tests.harness import GatewayServer
+from tests.identity_support import ADMIN_API_KEY, sqlite_url
 from tests.services import RedisServer, postgres_service, redis_service
 
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -20,9 +23,17 @@ def fakes(openai_fake: FakeProvider, anthropic_fake: FakeProvider, groq_fake: Fa
 
 
 @pytest.fixture
-def fake_env(fakes: dict[str, FakeProvider]) -> dict[str, str]:
-    """Environment pointing the gateway at the three fakes, with the built-in model groups."""
-    env = {"GATEWAY_CONFIG": "", "LOG_LEVEL": "WARNING"}
+def fake_env(fakes: dict[str, FakeProvider], tmp_path: Path) -> dict[str, str]:
+    """Environment pointing the gateway at the three fakes, with the built-in model groups.
+
+    Each test gets its own SQLite database, and the admin API is on (``tests.identity_support.create_key``).
+    """
+    env = {
+        "GATEWAY_CONFIG": "",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": sqlite_url(tmp_path),
+        "ADMIN_API_KEY": ADMIN_API_KEY,
+    }
     for fake in fakes.values():
         env.update(fake.env)
     return env

@@ -1,7 +1,8 @@
-"""``create_app(config)``: wires settings, providers, router and routes into one ASGI app.
+"""``create_app(config)``: wires settings, stores, identity, providers, router and routes into one ASGI app.
 
-The lifespan opens every long-lived resource (one pooled HTTP client per provider) and
-closes it at shutdown. Nothing here runs at import time.
+The lifespan opens every long-lived resource (the database, migrated to head; Redis when
+configured; one pooled HTTP client per provider) and closes it at shutdown. Nothing here
+runs at import time.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,54 +21,67 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_gateway import __version__
-from llm_gateway.api import chat, health, models
+from llm_gateway.api import admin, chat, health, models
 from llm_gateway.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.errors import FrameworkError, GatewayError, InvalidRequest
 from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
 from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
 from llm_gateway.settings import GatewayConfig, load_settings
+from llm_gateway.store.db import open_database
+from llm_gateway.store.redis import open_redis
 
 log = logging.getLogger(__name__)
 
 
 def create_app(config: GatewayConfig) -> FastAPI:
     settings = config.settings
+    check_identity_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        providers = build_providers(config.providers)
-        router = Router(
-            config.models,
-            providers,
-            Cooldowns(settings.cooldown_failures, settings.cooldown_seconds),
-            attempt_timeout=settings.upstream_timeout_seconds,
-            request_timeout=settings.request_timeout_seconds,
-        )
-        app.state.config = config
-        app.state.pipeline = ChatPipeline(router)
-        created = int(time.time())
-        app.state.model_list = ModelList(
-            data=[Model(id=name, created=created, owned_by="llm-gateway") for name in router.model_names]
-        )
-        log.info(
-            "gateway ready: providers=%s models=%s source=%s", sorted(providers), router.model_names, config.source
-        )
-        try:
+        async with AsyncExitStack() as stack:
+            database = await stack.enter_async_context(open_database(settings.database_url.get_secret_value()))
+            redis = None
+            if settings.redis_url is not None:
+                redis = await stack.enter_async_context(
+                    open_redis(settings.redis_url.get_secret_value(), settings.redis_prefix)
+                )
+            app.state.database, app.state.redis = database, redis
+            app.state.auth = await stack.enter_async_context(open_auth(settings, database, redis))
+
+            providers = build_providers(config.providers)
+            stack.push_async_callback(_close_providers, providers)
+            router = Router(
+                config.models,
+                providers,
+                Cooldowns(settings.cooldown_failures, settings.cooldown_seconds),
+                attempt_timeout=settings.upstream_timeout_seconds,
+                request_timeout=settings.request_timeout_seconds,
+            )
+            app.state.config = config
+            app.state.pipeline = ChatPipeline(router)
+            created = int(time.time())
+            app.state.model_list = ModelList(
+                data=[Model(id=name, created=created, owned_by="llm-gateway") for name in router.model_names]
+            )
+            log.info(
+                "gateway ready: providers=%s models=%s source=%s", sorted(providers), router.model_names, config.source
+            )
             yield
-        finally:
-            for provider in providers.values():
-                await provider.aclose()
 
     app = FastAPI(
         title="llm-gateway", version=__version__, lifespan=lifespan, description="An OpenAI-compatible LLM gateway."
     )
-    for module in (chat, models, health):
+    for module in (chat, models, admin, health):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
+    app.add_middleware(admin.AdminGuard, admin_api_key=settings.admin_api_key)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -79,6 +93,11 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def _close_providers(providers: dict[str, Provider]) -> None:
+    for provider in providers.values():
+        await provider.aclose()
 
 
 def create_app_from_env() -> FastAPI:

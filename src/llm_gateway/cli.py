@@ -1,32 +1,187 @@
-"""``llm-gateway``: serve the gateway (later: manage keys, users, usage and the database)."""
+"""``llm-gateway``: serve the gateway; manage keys, users and the database without a running server.
+
+``keys`` and ``users`` print the same JSON as the admin API, and announce revocations and limit
+changes over Redis (when ``REDIS_URL`` is set) so running gateways notice within a second.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
-from llm_gateway.settings import ConfigError, GatewayConfig, load_settings
+from llm_gateway.settings import ConfigError, GatewayConfig, Settings, load_settings
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_settings()
+    except ConfigError as exc:
+        print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "serve":
+        return serve_forever(config, host=args.host, port=args.port, workers=args.workers)
+    return _run_admin(args.action, args, config.settings)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-gateway", description="An OpenAI-compatible LLM gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 5000)")
     serve.add_argument("--workers", type=int, help="worker processes (default: WORKERS or 1; >1 needs REDIS_URL)")
-    args = parser.parse_args(argv)
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="do", required=True)
+    create = keys.add_parser("create", help="create a key and print it (the only time it is shown)")
+    create.add_argument("--user", required=True, help="the user the key belongs to")
+    create.add_argument("--name", help="a label for the key")
+    create.add_argument("--models", type=_names, help="comma-separated models the key may use (default: all)")
+    create.add_argument("--budget", type=int, help="monthly token cap for this key (inside the user's budget)")
+    create.add_argument("--rpm", type=int, help="requests per minute for this key")
+    create.add_argument("--expires", help="expiry, ISO 8601 (e.g. 2026-01-31T00:00:00Z)")
+    create.set_defaults(action=_create_key)
+    listing = keys.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--user", help="only this user's keys")
+    listing.set_defaults(action=_list_keys)
+    revoke = keys.add_parser("revoke", help="revoke a key (running gateways notice within a second)")
+    revoke.add_argument("id", help="the key's id (the part after sk-gw-, also shown by `keys list`)")
+    revoke.set_defaults(action=_revoke_key)
+
+    users = commands.add_parser("users", help="a user's budget and rate limit").add_subparsers(dest="do", required=True)
+    set_user = users.add_parser("set", help="set a user's overrides ('default' clears one)")
+    set_user.add_argument("user")
+    set_user.add_argument("--budget", type=_limit, default=argparse.SUPPRESS, help="monthly tokens, or 'default'")
+    set_user.add_argument("--rpm", type=_limit, default=argparse.SUPPRESS, help="requests per minute, or 'default'")
+    set_user.set_defaults(action=_set_user)
+    show_user = users.add_parser("show", help="print a user's overrides")
+    show_user.add_argument("user")
+    show_user.set_defaults(action=_show_user)
+
+    database = commands.add_parser("db", help="the database schema").add_subparsers(dest="do", required=True)
+    database.add_parser("upgrade", help="apply pending migrations").set_defaults(action=_upgrade)
+    return parser
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _limit(value: str) -> int | None:
+    if value.lower() in ("default", "none"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number or 'default'") from None
+
+
+Action = Callable[[argparse.Namespace, Any], Awaitable[Any]]
+
+
+def _run_admin(action: Action, args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from llm_gateway.errors import GatewayError
 
     try:
-        config = load_settings()
-    except ConfigError as exc:
-        print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
-        return 2
-    if args.command == "serve":
-        return serve_forever(config, host=args.host, port=args.port, workers=args.workers)
-    return 2  # pragma: no cover - argparse refuses unknown commands
+        result = asyncio.run(_with_accounts(settings, action, args))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"llm-gateway: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    except (GatewayError, LookupError) as exc:
+        print(f"llm-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (SQLAlchemyError, RedisError, OSError, ValueError) as exc:
+        print(f"llm-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if result is not None:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+async def _with_accounts(settings: Settings, action: Action, args: argparse.Namespace) -> Any:
+    async with _accounts(settings) as accounts:
+        return await action(args, accounts)
+
+
+@asynccontextmanager
+async def _accounts(settings: Settings) -> AsyncIterator[Any]:
+    from llm_gateway.auth.admin import Accounts
+    from llm_gateway.auth.invalidation import Invalidations
+    from llm_gateway.store.db import open_database
+    from llm_gateway.store.redis import open_redis
+
+    async with open_database(settings.database_url.get_secret_value()) as database:
+        if settings.redis_url is None:
+            yield Accounts(database, Invalidations(None, _ignore, _nothing))
+            return
+        async with open_redis(settings.redis_url.get_secret_value(), settings.redis_prefix) as redis:
+            yield Accounts(database, Invalidations(redis, _ignore, _nothing))
+
+
+def _ignore(_: str) -> None:
+    """The CLI keeps no cache; it only tells the servers."""
+
+
+def _nothing() -> None:
+    """No cache to drop."""
+
+
+def _json(model: Any) -> Any:
+    return model.model_dump(mode="json")
+
+
+async def _create_key(args: argparse.Namespace, accounts: Any) -> Any:
+    from llm_gateway.auth.admin import KeyCreate
+
+    fields = {"user_id": args.user, "name": args.name, "models": args.models, "expires_at": args.expires}
+    fields |= {"monthly_token_budget": args.budget, "rate_limit_per_minute": args.rpm}
+    created = await accounts.create_key(KeyCreate.model_validate(fields))
+    print("Store this key now: it is shown only once.", file=sys.stderr)
+    return _json(created)
+
+
+async def _list_keys(args: argparse.Namespace, accounts: Any) -> Any:
+    return {"object": "list", "data": [_json(key) for key in await accounts.list_keys(args.user)]}
+
+
+async def _revoke_key(args: argparse.Namespace, accounts: Any) -> Any:
+    key = await accounts.revoke_key(args.id)
+    if key is None:
+        raise LookupError(f"no API key with id '{args.id}'")
+    return _json(key)
+
+
+async def _set_user(args: argparse.Namespace, accounts: Any) -> Any:
+    from llm_gateway.auth.admin import UserLimits
+
+    given = {"budget": "monthly_token_budget", "rpm": "rate_limit_per_minute"}
+    limits = UserLimits.model_validate({field: getattr(args, flag) for flag, field in given.items() if flag in args})
+    return _json(await accounts.set_user(args.user, limits))
+
+
+async def _show_user(args: argparse.Namespace, accounts: Any) -> Any:
+    user = await accounts.get_user(args.user)
+    if user is None:
+        raise LookupError(f"no user '{args.user}' has been configured")
+    return _json(user)
+
+
+async def _upgrade(_: argparse.Namespace, accounts: Any) -> Any:
+    # Opening the database migrated it; say where it stands.
+    return {"database": accounts.database.backend, "revision": await accounts.database.revision()}
 
 
 def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, workers: int | None) -> int:
@@ -41,6 +196,11 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
         )
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        _prepare(settings)
+    except (ConfigError, ValueError) as exc:
+        print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "llm_gateway.app:create_app_from_env",
         factory=True,
@@ -49,11 +209,29 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
         workers=workers,
         loop="auto",  # uvloop when installed
         http="auto",  # httptools when installed
+        proxy_headers=False,  # X-Forwarded-For is trusted only from TRUSTED_PROXIES, by the gateway itself
         access_log=False,  # one structured line per request comes from the gateway itself
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def _prepare(settings: Settings) -> None:
+    """Check secrets and keys, and migrate once here, so N workers do not race to create the same tables."""
+    from llm_gateway.auth.service import check_identity_settings
+    from llm_gateway.store.db import Database
+
+    check_identity_settings(settings)
+
+    async def migrate() -> None:
+        database = Database(settings.database_url.get_secret_value())
+        try:
+            await database.migrate()
+        finally:
+            await database.aclose()
+
+    asyncio.run(migrate())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ own package; this module only puts them in order, so the order can be read in on
 
 from __future__ import annotations
 
+from llm_gateway.auth.identity import Identity
 from llm_gateway.providers.router import RoutedCompletion, RoutedStream, Router
 from llm_gateway.schemas.core import ChatRequest
 
@@ -14,8 +15,8 @@ class ChatPipeline:
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def complete(self, request: ChatRequest) -> RoutedCompletion:
+    async def complete(self, request: ChatRequest, identity: Identity) -> RoutedCompletion:
         return await self.router.complete(request.body, request.model)
 
-    async def stream(self, request: ChatRequest) -> RoutedStream:
+    async def stream(self, request: ChatRequest, identity: Identity) -> RoutedStream:
         return await self.router.stream(request.body, request.model)

@@ -6,6 +6,7 @@ the package reads ``os.environ``. A bad value raises ``ConfigError`` naming the 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -87,6 +88,18 @@ class ModelFile(BaseModel):
     models: dict[str, Annotated[list[Deployment], Field(min_length=1)]] = Field(default_factory=dict)
 
 
+# An empty variable (``ADMIN_API_KEY=``) means "unset", as in most deployment tools.
+_UNSET_WHEN_EMPTY = (
+    "jwt_secret",
+    "jwt_public_key",
+    "jwt_jwks_url",
+    "jwt_issuer",
+    "jwt_audience",
+    "admin_api_key",
+    "redis_url",
+)
+
+
 class Settings(BaseModel):
     """Environment variables (names as in DESIGN.md, lower-cased). Secrets are SecretStr: repr never shows them.
 
@@ -101,6 +114,8 @@ class Settings(BaseModel):
     workers: int = Field(1, ge=1, le=64)
 
     redis_url: SecretStr | None = None
+    # Starts every Redis key and channel, so several gateways or test runs can share one Redis.
+    redis_prefix: str = Field("llmgw:", max_length=64)
     database_url: SecretStr = SecretStr("sqlite:///./gateway.db")
 
     jwt_secret: SecretStr | None = None
@@ -109,10 +124,14 @@ class Settings(BaseModel):
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_leeway_seconds: float = Field(30.0, ge=0, le=300)
 
     admin_api_key: SecretStr | None = None
     allow_anonymous: bool = True
     trusted_proxies: list[str] = Field(default_factory=list)
+    # How long a resolved API key (or a JWT user's overrides) is reused without a database query,
+    # while Redis pub/sub carries revocations; without it (or while it is down) the gateway uses 1 s.
+    key_cache_ttl_seconds: float = Field(30.0, ge=0, le=3600)
 
     rate_limit_per_minute: int = Field(60, ge=0)
     anon_rate_limit_per_minute: int = Field(10, ge=0)
@@ -151,6 +170,21 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator(*_UNSET_WHEN_EMPTY, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -249,5 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> GatewayConfig:
             if deployment.provider not in providers:
                 raise ConfigError(f"models.{group}.{index}.provider: unknown provider '{deployment.provider}'")
     if settings.jwt_algorithm.startswith("HS") and (settings.jwt_public_key or settings.jwt_jwks_url):
-        raise ConfigError("JWT_ALGORITHM: an asymmetric algorithm (RS256/ES256) is needed with JWT_PUBLIC_KEY/JWKS_URL")
+        raise ConfigError("JWT_ALGORITHM: JWT_PUBLIC_KEY/JWT_JWKS_URL need an asymmetric algorithm (RS256/ES256)")
+    if not settings.jwt_algorithm.startswith("HS") and bool(settings.jwt_public_key) == bool(settings.jwt_jwks_url):
+        raise ConfigError(f"JWT_ALGORITHM={settings.jwt_algorithm}: set exactly one of JWT_PUBLIC_KEY and JWT_JWKS_URL")
     return GatewayConfig(settings=settings, providers=providers, models=model_file.models, source=source)

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
 
 from tests.fakes import Delay, Drop, Fail, FakeProvider, Reply
 from tests.harness import GatewayServer
+from tests.identity_support import create_key
 
 pytestmark = pytest.mark.integration
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
 
 
+_opened: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """An SDK client holds its socket until closed; left to the GC it surfaces later as a ResourceWarning."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def client(gateway: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0, timeout=20)
+    made = openai.OpenAI(
+        base_url=f"{gateway.base_url}/v1", api_key=create_key(gateway.base_url), max_retries=0, timeout=20
+    )
+    _opened.append(made)
+    return made
 
 
 def test_openai_answers_first(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
@@ -214,7 +232,8 @@ def test_no_prefix_route_works_too(gateway: GatewayServer) -> None:
     response = httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "Hello from openai"
-    assert httpx.get(f"{gateway.base_url}/models").json()["object"] == "list"
+    key = {"x-api-key": create_key(gateway.base_url)}  # listing models needs a key or JWT
+    assert httpx.get(f"{gateway.base_url}/models", headers=key).json()["object"] == "list"
 
 
 def test_reply_with_reply_behaviour_counts(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:

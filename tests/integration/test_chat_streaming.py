@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -11,6 +12,7 @@ import pytest
 
 from tests.fakes import Delay, Fail, FailMidStream, FakeProvider, Raw, Reply, Stall, StreamError
 from tests.harness import GatewayServer
+from tests.identity_support import create_key
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +23,23 @@ TOOL_CALLS = [
 ]
 
 
+_opened: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """An SDK client holds its socket until closed; left to the GC it surfaces later as a ResourceWarning."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def client(gateway: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0, timeout=20)
+    made = openai.OpenAI(
+        base_url=f"{gateway.base_url}/v1", api_key=create_key(gateway.base_url), max_retries=0, timeout=20
+    )
+    _opened.append(made)
+    return made
 
 
 def sse_events(gateway: GatewayServer, body: dict[str, object]) -> tuple[httpx.Response, list[bytes]]:

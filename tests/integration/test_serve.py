@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.fakes import Fail, FakeProvider
+from tests.identity_support import ADMIN_API_KEY, create_key
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 def served(tmp_path: Path, openai_fake: FakeProvider, anthropic_fake: FakeProvider) -> Iterator[str]:
     port = free_port()
     env = {**base_env(tmp_path), **openai_fake.env, **anthropic_fake.env, "PORT": str(port), "HOST": "127.0.0.1"}
+    env["ADMIN_API_KEY"] = ADMIN_API_KEY
     log = tmp_path / "gateway.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -61,7 +63,7 @@ def served(tmp_path: Path, openai_fake: FakeProvider, anthropic_fake: FakeProvid
 
 
 def test_serve_answers_health_and_a_completion(served: str, openai_fake: FakeProvider) -> None:
-    client = openai.OpenAI(base_url=f"{served}/v1", api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=f"{served}/v1", api_key=create_key(served), max_retries=0)
     completion = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].message.content == "Hello from openai"
     assert openai_fake.count == 1
@@ -69,7 +71,7 @@ def test_serve_answers_health_and_a_completion(served: str, openai_fake: FakePro
 
 def test_openai_500_comes_back_from_anthropic(served: str, openai_fake: FakeProvider) -> None:
     openai_fake.push(Fail(500))
-    client = openai.OpenAI(base_url=f"{served}/v1", api_key="unused", max_retries=0)
+    client = openai.OpenAI(base_url=f"{served}/v1", api_key=create_key(served), max_retries=0)
     completion = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.content == "Hello from anthropic"

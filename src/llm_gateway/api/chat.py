@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from llm_gateway.api.deps import PipelineDep
-from llm_gateway.errors import GatewayError, UpstreamStreamError
+from llm_gateway.api.deps import IdentityDep, PipelineDep
+from llm_gateway.errors import GatewayError, PermissionDenied, UpstreamStreamError
 from llm_gateway.providers.router import Routed, RoutedStream
 from llm_gateway.schemas.openai import ChatCompletion, ErrorEnvelope, parse_chat_request
 
@@ -36,16 +36,18 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     responses={200: {"model": ChatCompletion, "content": {"text/event-stream": {}}}, **_ERRORS},
 )
 @router.post("/chat/completions", include_in_schema=False)
-async def create_chat_completion(request: Request, pipeline: PipelineDep) -> Response:
+async def create_chat_completion(request: Request, pipeline: PipelineDep, identity: IdentityDep) -> Response:
     chat = parse_chat_request(await request.body())
+    if not identity.may_use(chat.model):
+        raise PermissionDenied(f"This API key may not use the model '{chat.model}'.", param="model")
     if chat.stream:
-        routed_stream = await pipeline.stream(chat)
+        routed_stream = await pipeline.stream(chat, identity)
         return StreamingResponse(
             relay_sse(routed_stream),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **gateway_headers(routed_stream)},
         )
-    routed = await pipeline.complete(chat)
+    routed = await pipeline.complete(chat, identity)
     return Response(routed.completion.to_bytes(), media_type="application/json", headers=gateway_headers(routed))
 
 

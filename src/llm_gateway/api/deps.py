@@ -6,6 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from llm_gateway.auth.admin import Accounts
+from llm_gateway.auth.identity import Identity
+from llm_gateway.auth.service import AuthService
+from llm_gateway.errors import AuthenticationFailed
 from llm_gateway.pipeline import ChatPipeline
 from llm_gateway.settings import GatewayConfig
 
@@ -20,5 +24,33 @@ def _config(request: Request) -> GatewayConfig:
     return config
 
 
+def _auth(request: Request) -> AuthService:
+    auth: AuthService = request.app.state.auth
+    return auth
+
+
+async def _identity(request: Request) -> Identity:
+    """The caller, or 401. Kept on ``request.state`` for what runs after the route (logs, metrics)."""
+    client = request.client
+    identity = await _auth(request).resolver.resolve(request.headers, client.host if client else None)
+    request.state.identity = identity
+    return identity
+
+
+async def _caller(identity: Annotated[Identity, Depends(_identity)]) -> Identity:
+    if identity.anonymous:
+        raise AuthenticationFailed("This endpoint needs an API key or a JWT: send 'Authorization: Bearer ...'.")
+    return identity
+
+
+def _accounts(request: Request) -> Accounts:
+    return _auth(request).accounts
+
+
 PipelineDep = Annotated[ChatPipeline, Depends(_pipeline)]
 ConfigDep = Annotated[GatewayConfig, Depends(_config)]
+# Any caller, anonymous ones included (when ALLOW_ANONYMOUS).
+IdentityDep = Annotated[Identity, Depends(_identity)]
+# A caller with an API key or a JWT: anonymous callers get 401.
+CallerDep = Annotated[Identity, Depends(_caller)]
+AccountsDep = Annotated[Accounts, Depends(_accounts)]

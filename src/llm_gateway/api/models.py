@@ -1,9 +1,13 @@
-"""``GET /v1/models`` (and ``/models``): the model groups this gateway can serve, in OpenAI's list shape."""
+"""``GET /v1/models`` (and ``/models``): the model groups this caller may use, in OpenAI's list shape.
+
+Anonymous callers get 401; a key limited to some models sees only those.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from llm_gateway.api.deps import CallerDep
 from llm_gateway.schemas.openai import ModelList
 
 router = APIRouter()
@@ -11,5 +15,8 @@ router = APIRouter()
 
 @router.get("/v1/models", response_model=ModelList, summary="List models")
 @router.get("/models", response_model=ModelList, include_in_schema=False)
-async def list_models(request: Request) -> ModelList:
-    return request.app.state.model_list  # type: ignore[no-any-return]
+async def list_models(request: Request, caller: CallerDep) -> ModelList:
+    models: ModelList = request.app.state.model_list
+    if caller.allowed_models is None:
+        return models
+    return ModelList(data=[model for model in models.data if model.id in caller.allowed_models])

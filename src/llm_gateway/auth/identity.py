@@ -28,6 +28,9 @@ class Identity:
     def anonymous(self) -> bool:
         return self.kind == "anonymous"
 
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
+
     @property
     def rate_key(self) -> str:
         """Requests per minute are counted per credential: per key when there is one, else per user."""

@@ -1,0 +1,221 @@
+"""The usage ledger: one row per request, written in batches off the hot path.
+
+It is the source of truth for usage: Redis counters lost in a restart are rebuilt from it.
+``record()`` only appends to an in-memory queue; a background task inserts batches, keeps
+rows queued (with backoff) while the database is down, and flushes everything at shutdown.
+Each row carries its own id and inserts ignore duplicates, so a retried batch never counts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from llm_gateway.store.db import Database
+from llm_gateway.store.tables import UsageRecord, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UsageRow:
+    request_id: str
+    user_id: str
+    month: str  # YYYY-MM the tokens were charged to (the admission's month)
+    model_group: str
+    key_id: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    status: int = 200
+    latency_ms: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def charged_tokens(self) -> int:
+        return 0 if self.cached else self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class ModelUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+
+
+@dataclass(slots=True)
+class MonthReport:
+    requests: int = 0
+    used_tokens: int = 0
+    by_model: dict[str, ModelUsage] = field(default_factory=dict)
+
+
+class UsageLedger:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.25,
+        max_queued: int = 200_000,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._database = database
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_queued = max_queued
+        self._max_backoff = max_backoff
+        self._queue: deque[UsageRow] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.dropped = 0
+        self.written = 0
+        self.failures = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="usage-ledger")
+
+    def record(self, row: UsageRow) -> None:
+        """Queue a row; never waits. Past ``max_queued`` (a database down for a long time) the oldest go."""
+        if len(self._queue) >= self._max_queued:
+            self._queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("usage ledger queue full: %d rows dropped so far", self.dropped)
+        self._queue.append(row)
+        if len(self._queue) >= self._batch_size:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = self._flush_interval
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+            backoff = self._flush_interval if await self.flush_once() else min(backoff * 2, self._max_backoff)
+
+    async def flush_once(self) -> bool:
+        """Write everything queued, batch by batch; False (rows kept) when the database fails."""
+        while self._queue:
+            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+            try:
+                await self._insert(batch)
+            except Exception as exc:  # any database failure: keep the rows and try again later
+                self.failures += 1
+                log.warning(
+                    "usage ledger write failed (%s: %s); %d rows kept for retry",
+                    type(exc).__name__,
+                    _first_line(exc),
+                    len(self._queue),
+                )
+                return False
+            for _ in batch:
+                self._queue.popleft()
+            self.written += len(batch)
+        return True
+
+    async def _insert(self, rows: list[UsageRow]) -> None:
+        insert = pg_insert if self._database.backend == "postgresql" else sqlite_insert
+        statement = insert(UsageRecord).on_conflict_do_nothing(index_elements=["id"])
+        async with self._database.sessions.begin() as session:
+            await session.execute(statement, [_values(row) for row in rows])
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Stop the writer and flush what is queued, retrying for at most ``timeout`` seconds."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.1
+        while not await self.flush_once() and loop.time() + delay < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        if self._queue:
+            log.error("usage ledger closed with %d rows unwritten", len(self._queue))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _pending(self, *, user_id: str | None = None, key_id: str | None = None, month: str) -> Iterable[UsageRow]:
+        return (
+            r
+            for r in self._queue
+            if r.month == month and (user_id is None or r.user_id == user_id) and (key_id is None or r.key_id == key_id)
+        )
+
+    async def month_usage(self, user_id: str, month: str) -> int:
+        """Tokens charged to a user in a month: written rows plus rows still queued here."""
+        query = select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
+            UsageRecord.user_id == user_id, UsageRecord.month == month, UsageRecord.cached.is_(False)
+        )
+        async with self._database.sessions() as session:
+            written = int((await session.execute(query)).scalar_one())
+        return written + sum(r.charged_tokens for r in self._pending(user_id=user_id, month=month))
+
+    async def key_month_usage(self, key_id: str, month: str) -> int:
+        query = select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
+            UsageRecord.key_id == key_id, UsageRecord.month == month, UsageRecord.cached.is_(False)
+        )
+        async with self._database.sessions() as session:
+            written = int((await session.execute(query)).scalar_one())
+        return written + sum(r.charged_tokens for r in self._pending(key_id=key_id, month=month))
+
+    async def month_report(self, user_id: str, month: str) -> MonthReport:
+        """A user's month by model group: what ``/v1/usage`` and ``/admin/usage`` show."""
+        query = (
+            select(
+                UsageRecord.model_group,
+                UsageRecord.cached,
+                func.count(),
+                func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+                func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+            )
+            .where(UsageRecord.user_id == user_id, UsageRecord.month == month)
+            .group_by(UsageRecord.model_group, UsageRecord.cached)
+        )
+        report = MonthReport()
+        async with self._database.sessions() as session:
+            rows = [(g, bool(c), int(n), int(p), int(q)) for g, c, n, p, q in (await session.execute(query)).all()]
+        rows += [
+            (r.model_group, r.cached, 1, r.prompt_tokens, r.completion_tokens)
+            for r in self._pending(user_id=user_id, month=month)
+        ]
+        for group, cached, count, prompt, completion in rows:
+            usage = report.by_model.setdefault(group, ModelUsage())
+            usage.requests += count
+            report.requests += count
+            if not cached:  # a cache hit is served for free: it counts as a request, not as tokens
+                usage.prompt_tokens += prompt
+                usage.completion_tokens += completion
+                report.used_tokens += prompt + completion
+        return report
+
+
+def _values(row: UsageRow) -> dict[str, object]:
+    return asdict(row)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""

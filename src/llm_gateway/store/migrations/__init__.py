@@ -1,0 +1,1 @@
+"""Alembic migrations (``script_location = llm_gateway.store:migrations``); a package so wheels ship it."""
