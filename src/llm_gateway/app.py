@@ -7,6 +7,7 @@ runs at import time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,19 +21,24 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llm_gateway import __version__
-from llm_gateway.api import admin, chat, health, models
+from llm_gateway import __version__, tokens
+from llm_gateway.api import admin, chat, health, metrics, models, usage
 from llm_gateway.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from llm_gateway.auth.service import check_identity_settings, open_auth
+from llm_gateway.cache import MemoryCache, RedisCache, ResponseCache
 from llm_gateway.errors import FrameworkError, GatewayError, InvalidRequest
+from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.pipeline import ChatPipeline
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
 from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
-from llm_gateway.settings import GatewayConfig, load_settings
+from llm_gateway.settings import GatewayConfig, Settings, load_settings
 from llm_gateway.store.db import open_database
-from llm_gateway.store.redis import open_redis
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.redis import PrefixedRedis, open_redis
+from llm_gateway.store.redis import connect as connect_redis
+from llm_gateway.telemetry import Telemetry, TelemetrySettings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,17 @@ def create_app(config: GatewayConfig) -> FastAPI:
             app.state.database, app.state.redis = database, redis
             app.state.auth = await stack.enter_async_context(open_auth(settings, database, redis))
 
+            ledger = UsageLedger(database)
+            ledger.start()
+            stack.push_async_callback(ledger.aclose)
+            limits = _limits(settings, redis, ledger)
+            stack.push_async_callback(limits.aclose)
+            cache = await stack.enter_async_context(_cache(settings))
+            telemetry = app.state.telemetry
+            await telemetry.start()
+            stack.push_async_callback(telemetry.aclose)
+            await asyncio.to_thread(tokens.preload)  # build the tokenizers now, not on the first request
+
             providers = build_providers(config.providers)
             stack.push_async_callback(_close_providers, providers)
             router = Router(
@@ -62,8 +79,20 @@ def create_app(config: GatewayConfig) -> FastAPI:
                 attempt_timeout=settings.upstream_timeout_seconds,
                 request_timeout=settings.request_timeout_seconds,
             )
+            pipeline = ChatPipeline(
+                router,
+                limits,
+                cache=cache,
+                ledger=ledger,
+                telemetry=telemetry,
+                cache_scope=settings.cache_scope,
+                completion_allowance=settings.default_completion_allowance,
+            )
+            # Closed first (callbacks run last-in first-out): streams still settling finish before
+            # the ledger, the limits and the clients they use are closed.
+            stack.push_async_callback(pipeline.drain)
             app.state.config = config
-            app.state.pipeline = ChatPipeline(router)
+            app.state.pipeline, app.state.ledger, app.state.limits = pipeline, ledger, limits
             created = int(time.time())
             app.state.model_list = ModelList(
                 data=[Model(id=name, created=created, owned_by="llm-gateway") for name in router.model_names]
@@ -76,8 +105,9 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app = FastAPI(
         title="llm-gateway", version=__version__, lifespan=lifespan, description="An OpenAI-compatible LLM gateway."
     )
-    for module in (chat, models, admin, health):
+    for module in (chat, models, usage, admin, health, metrics):
         app.include_router(module.router)
+    app.state.telemetry = _telemetry(config)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
@@ -92,7 +122,76 @@ def create_app(config: GatewayConfig) -> FastAPI:
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.state.telemetry.install(app)  # the server span, outermost, only when tracing is on
     return app
+
+
+def _limits(settings: Settings, redis: PrefixedRedis | None, ledger: UsageLedger) -> Admission:
+    """Rate limits and budgets: in Redis when shared, else in process; rebuilt from the ledger when lost."""
+    allowance = settings.default_completion_allowance
+    reservation_ttl = settings.request_timeout_seconds + 60
+    if redis is None:
+        return MemoryLimits(
+            ledger_usage=ledger.month_usage,
+            key_ledger_usage=ledger.key_month_usage,
+            completion_allowance=allowance,
+            reservation_ttl_seconds=reservation_ttl,
+        )
+    return RedisLimits(
+        redis.client,
+        redis.prefix,
+        ledger_usage=ledger.month_usage,
+        key_ledger_usage=ledger.key_month_usage,
+        on_redis_error=settings.limits_on_redis_error,
+        timeout_seconds=settings.limits_redis_timeout_seconds,
+        completion_allowance=allowance,
+        reservation_ttl_seconds=reservation_ttl,
+    )
+
+
+@asynccontextmanager
+async def _cache(settings: Settings) -> AsyncIterator[ResponseCache | None]:
+    """The response cache: Redis when configured (its own client: a timed-out call drops its connection)."""
+    if not settings.cache_enabled or settings.cache_ttl_seconds <= 0:
+        yield None
+        return
+    if settings.redis_url is None:
+        yield MemoryCache(max_bytes=settings.cache_max_bytes, ttl_seconds=settings.cache_ttl_seconds)
+        return
+    redis = connect_redis(settings.redis_url.get_secret_value(), settings.redis_prefix)
+    cache = RedisCache(
+        redis.client,
+        prefix=redis.key("cache:"),
+        ttl_seconds=settings.cache_ttl_seconds,
+        timeout_seconds=settings.cache_redis_timeout_seconds,
+        open_for_seconds=settings.cache_redis_open_seconds,
+    )
+    try:
+        yield cache
+    finally:
+        await cache.drain()
+        await redis.client.aclose()
+
+
+def _telemetry(config: GatewayConfig) -> Telemetry:
+    settings = config.settings
+    helicone_key = settings.helicone_api_key.get_secret_value() if settings.helicone_api_key else None
+    return Telemetry.create(
+        TelemetrySettings(
+            record_content=settings.telemetry_record_content,
+            user_id=settings.telemetry_user_id,
+            user_id_salt=settings.telemetry_user_id_salt.get_secret_value(),
+            helicone_api_key=helicone_key,
+            helicone_base_url=settings.helicone_base_url,
+            helicone_queue_size=settings.helicone_queue_size,
+            helicone_batch_size=settings.helicone_batch_size,
+            helicone_timeout_seconds=settings.helicone_timeout_seconds,
+            helicone_log_content=settings.helicone_log_content,
+            prometheus_multiproc_dir=settings.prometheus_multiproc_dir,
+            service_version=__version__,
+        ),
+        config.otel_env,
+    )
 
 
 async def _close_providers(providers: dict[str, Provider]) -> None:

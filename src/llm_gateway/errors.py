@@ -219,10 +219,15 @@ class UpstreamStreamError(UpstreamError):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """One call to one deployment: its status (None: no HTTP answer), error code ("" when it answered)
+    and when it ran (``time.perf_counter()`` start and duration in seconds)."""
+
     provider: str
     model: str
     status: int | None
     error: str
+    start: float = 0.0
+    duration: float = 0.0
 
     def public(self) -> dict[str, Any]:
         return {"provider": self.provider, "model": self.model, "status": self.status, "error": self.error}
@@ -232,6 +237,7 @@ class AllProvidersFailed(UpstreamError):
     code = "all_providers_failed"
 
     def __init__(self, group: str, attempts: list[Attempt], *, timed_out: bool = False) -> None:
+        attempts = list(attempts)
         summary = "; ".join(f"{a.provider}: {a.status if a.status is not None else a.error}" for a in attempts)
         if not attempts:
             summary = "no deployment has a configured provider"

@@ -137,9 +137,19 @@ class Settings(BaseModel):
     anon_rate_limit_per_minute: int = Field(10, ge=0)
     default_monthly_token_budget: int = Field(1_000_000, ge=0)
     anon_monthly_token_budget: int = Field(10_000, ge=0)
+    # Completion tokens reserved for a request without max_tokens; sent upstream as its limit only when
+    # the budget's remainder is smaller (a larger number could exceed what the model accepts).
+    default_completion_allowance: int = Field(4096, ge=1)
+    # When Redis fails, limits refuse (closed: budgets hold) or admit unmetered (open: availability first).
+    limits_on_redis_error: Literal["open", "closed"] = "closed"
+    limits_redis_timeout_seconds: float = Field(0.5, gt=0, le=30)
 
     cache_ttl_seconds: int = Field(300, ge=0)
     cache_scope: Literal["user", "global"] = "user"
+    cache_enabled: bool = True
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0)  # the in-process cache's bound (embedded mode)
+    cache_redis_timeout_seconds: float = Field(0.05, gt=0, le=5)
+    cache_redis_open_seconds: float = Field(5.0, ge=0, le=300)  # how long to stop trying a failing Redis
 
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
@@ -150,6 +160,15 @@ class Settings(BaseModel):
 
     helicone_api_key: SecretStr | None = None
     helicone_base_url: str = "https://api.worker.helicone.ai"
+    helicone_queue_size: int = Field(1000, ge=1)
+    helicone_batch_size: int = Field(16, ge=1, le=256)
+    helicone_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    helicone_log_content: bool = True
+
+    telemetry_record_content: bool = False  # prompts and answers on spans: off unless asked for
+    telemetry_user_id: Literal["hash", "plain", "omit"] = "hash"
+    telemetry_user_id_salt: SecretStr = SecretStr("")
+    prometheus_multiproc_dir: str | None = None
 
     gateway_config: str | None = None
 
@@ -201,6 +220,7 @@ class GatewayConfig(BaseModel):
     providers: dict[str, ProviderConfig]
     models: dict[str, list[Deployment]]
     source: str  # where the model groups came from: a file path or "built-in"
+    otel_env: dict[str, str] = {}  # the standard OTEL_* variables, handed to the OpenTelemetry set-up as they are
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -286,4 +306,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> GatewayConfig:
         raise ConfigError("JWT_ALGORITHM: JWT_PUBLIC_KEY/JWT_JWKS_URL need an asymmetric algorithm (RS256/ES256)")
     if not settings.jwt_algorithm.startswith("HS") and bool(settings.jwt_public_key) == bool(settings.jwt_jwks_url):
         raise ConfigError(f"JWT_ALGORITHM={settings.jwt_algorithm}: set exactly one of JWT_PUBLIC_KEY and JWT_JWKS_URL")
-    return GatewayConfig(settings=settings, providers=providers, models=model_file.models, source=source)
+    otel_env = {name: value for name, value in env.items() if name.startswith("OTEL_")}
+    return GatewayConfig(
+        settings=settings, providers=providers, models=model_file.models, source=source, otel_env=otel_env
+    )

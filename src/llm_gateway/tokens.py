@@ -222,3 +222,19 @@ def _ready(model: str) -> bool:
 def preload(names: Iterable[str] = (O200K, CL100K)) -> dict[str, bool]:
     """Build the encoders now (blocking, ~0.5 s): run in a thread at start-up. Returns which are exact."""
     return {name: encoding(name) is not None for name in names}
+
+
+def completion_text(completion: Mapping[str, Any]) -> str:
+    """The generated text of an OpenAI ``chat.completion`` (content and tool calls), for counting."""
+    parts: list[str] = []
+    for choice in completion.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                parts.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
+    return "".join(parts)

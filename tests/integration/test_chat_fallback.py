@@ -163,7 +163,9 @@ def test_failing_deployment_is_cooled_down(
     gateway = start_gateway({**fake_env, "COOLDOWN_FAILURES": "2", "COOLDOWN_SECONDS": "60"})  # type: ignore[operator]
     fakes["openai"].set_default(Fail(500))
     for _ in range(4):
-        raw = client(gateway).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        raw = client(gateway).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, extra_headers={"Cache-Control": "no-store"}
+        )
         assert raw.headers["x-gateway-provider"] == "anthropic"
     assert fakes["openai"].count == 2  # skipped once cooled down
     assert fakes["anthropic"].count == 4

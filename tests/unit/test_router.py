@@ -99,7 +99,11 @@ async def test_retryable_statuses_fall_back(status: int) -> None:
     a, b = ScriptedProvider("a", rejected(status)), ScriptedProvider("b")
     routed = await make_router(a, b).complete({}, "group")
     assert routed.provider == "b" and routed.attempt_count == 2
-    assert [(x.provider, x.status) for x in routed.attempts] == [("a", status)]
+    assert [(x.provider, x.status, x.error) for x in routed.attempts] == [
+        ("a", status, "upstream_error"),
+        ("b", 200, ""),
+    ]
+    assert all(x.duration >= 0 and x.start > 0 for x in routed.attempts)
 
 
 @pytest.mark.parametrize("status", [400, 404, 413, 422])
@@ -153,7 +157,7 @@ async def test_cooled_down_deployments_are_still_tried_last() -> None:
     cooldowns.failed("a/a-model")
     a, b = ScriptedProvider("a"), ScriptedProvider("b", rejected(503))
     routed = await make_router(a, b, cooldowns=cooldowns).complete({}, "group")
-    assert routed.provider == "a" and [x.provider for x in routed.attempts] == ["b"]
+    assert routed.provider == "a" and [x.provider for x in routed.attempts] == ["b", "a"]
 
 
 async def test_success_resets_the_failure_count() -> None:

@@ -10,12 +10,14 @@ import hashlib
 import hmac
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway.api.deps import AccountsDep
+from llm_gateway.api.usage import UsageReport, parse_month, usage_report
 from llm_gateway.auth.admin import KeyCreate, KeyCreated, KeyList, KeyPublic, UserLimits, UserPublic
+from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import AuthenticationFailed, FrameworkError, GatewayError
 from llm_gateway.schemas.openai import ErrorEnvelope
 
@@ -31,6 +33,13 @@ async def create_key(body: KeyCreate, accounts: AccountsDep) -> KeyCreated:
 @router.get("/keys", response_model=KeyList, responses=_ERRORS, summary="List API keys (never their secrets)")
 async def list_keys(accounts: AccountsDep, user_id: str | None = None) -> KeyList:
     return KeyList(data=await accounts.list_keys(user_id))
+
+
+@router.get("/usage", response_model=UsageReport, responses=_ERRORS, summary="A user's token usage for a month")
+async def user_usage(request: Request, user_id: str, month: str | None = None) -> UsageReport:
+    auth: AuthService = request.app.state.auth
+    identity = await auth.users.identity(user_id)
+    return await usage_report(request, user_id, identity.monthly_token_budget, parse_month(month))
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic, responses=_ERRORS, summary="Revoke an API key")

@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from llm_gateway.api.deps import IdentityDep, PipelineDep
 from llm_gateway.errors import GatewayError, PermissionDenied, UpstreamStreamError
-from llm_gateway.providers.router import Routed, RoutedStream
 from llm_gateway.schemas.openai import ChatCompletion, ErrorEnvelope, parse_chat_request
 
 log = logging.getLogger(__name__)
@@ -40,29 +40,34 @@ async def create_chat_completion(request: Request, pipeline: PipelineDep, identi
     chat = parse_chat_request(await request.body())
     if not identity.may_use(chat.model):
         raise PermissionDenied(f"This API key may not use the model '{chat.model}'.", param="model")
+    request_id: str = request.scope["state"]["request_id"]
+    cache_control = request.headers.get("cache-control")
     if chat.stream:
-        routed_stream = await pipeline.stream(chat, identity)
-        return StreamingResponse(
-            relay_sse(routed_stream),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **gateway_headers(routed_stream)},
-        )
-    routed = await pipeline.complete(chat, identity)
-    return Response(routed.completion.to_bytes(), media_type="application/json", headers=gateway_headers(routed))
+        answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
+        return SSEResponse(frame_sse(answer.chunks), headers={**SSE_HEADERS, **answer.headers})
+    result = await pipeline.complete(chat, identity, request_id=request_id, cache_control=cache_control)
+    return Response(result.body, media_type="application/json", headers=result.headers)
 
 
-def gateway_headers(routed: Routed) -> dict[str, str]:
-    return {"x-gateway-provider": routed.provider, "x-gateway-attempts": str(routed.attempt_count)}
+class SSEResponse(StreamingResponse):
+    """A StreamingResponse that always closes its body iterator, so a stream cut by the client
+    runs its clean-up (settlement, the upstream connection's release) at once, not when collected."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
 
 
-async def relay_sse(routed: RoutedStream) -> AsyncIterator[bytes]:
-    """Forward each chunk as it arrives; a failure after the first byte ends the stream with an error event."""
-    stream = routed.stream
-    assert stream is not None
+async def frame_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Frame each chunk as it arrives; a failure after the first byte ends the stream with an error event."""
     try:
-        for chunk in routed.head:
-            yield b"data: " + chunk + b"\n\n"
-        async for chunk in stream:
+        async for chunk in chunks:
             yield b"data: " + chunk + b"\n\n"
         yield b"data: [DONE]\n\n"
     except GatewayError as exc:
@@ -72,4 +77,6 @@ async def relay_sse(routed: RoutedStream) -> AsyncIterator[bytes]:
         log.exception("stream relay failed")
         yield b"data: " + UpstreamStreamError("The gateway failed while relaying the stream.").body() + b"\n\n"
     finally:
-        await stream.aclose()
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()

@@ -35,6 +35,7 @@ def check_identity_settings(settings: Settings) -> None:
 @dataclass(frozen=True, slots=True)
 class AuthService:
     resolver: IdentityResolver
+    users: UserLookup
     accounts: Accounts
     keys: KeyLookup
     invalidations: Invalidations
@@ -79,7 +80,7 @@ async def open_auth(settings: Settings, database: Database, redis: PrefixedRedis
     await invalidations.start()
     last_used.start()
     try:
-        yield AuthService(resolver, Accounts(database, invalidations), keys, invalidations, last_used)
+        yield AuthService(resolver, users, Accounts(database, invalidations), keys, invalidations, last_used)
     finally:
         await invalidations.aclose()
         await last_used.aclose()

@@ -73,7 +73,7 @@ class Cooldowns:
 
 @dataclass(slots=True)
 class Routed:
-    """Where an answer came from: the deployment that served it and the attempts it took."""
+    """Where an answer came from: the deployment that served it and every attempt, its own last."""
 
     provider: str
     model: str
@@ -81,7 +81,7 @@ class Routed:
 
     @property
     def attempt_count(self) -> int:
-        return len(self.attempts) + 1
+        return len(self.attempts)
 
 
 @dataclass(slots=True)
@@ -142,41 +142,49 @@ class Router:
         healthy = [d for d in chain if not self._cooldowns.cooling(d.key)]
         return healthy + [d for d in chain if d not in healthy] if len(healthy) < len(chain) else chain
 
-    async def complete(self, body: dict[str, Any], model: str) -> RoutedCompletion:
+    async def complete(
+        self, body: dict[str, Any], model: str, attempts: list[Attempt] | None = None
+    ) -> RoutedCompletion:
+        """Try the group's deployments in turn; ``attempts`` (when given) collects every try as it ends."""
+        attempts = [] if attempts is None else attempts
         chain = self._ordered(self.deployments(model))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._request_timeout
-        attempts: list[Attempt] = []
         for deployment in chain:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AllProvidersFailed(model, attempts, timed_out=True)
             provider = self._providers[deployment.provider]
+            started = time.perf_counter()
             try:
                 async with asyncio.timeout(remaining):
                     completion = await provider.chat(
                         body, deployment.model, timeout=min(self._attempt_timeout, remaining)
                     )
             except TimeoutError:
-                self._fail(deployment, attempts, ProviderTimeout("request timeout", provider=deployment.provider))
+                self._fail(
+                    deployment, attempts, started, ProviderTimeout("request timeout", provider=deployment.provider)
+                )
                 raise AllProvidersFailed(model, attempts, timed_out=True) from None
             except UpstreamError as exc:
-                self._fail(deployment, attempts, exc)
+                self._fail(deployment, attempts, started, exc)
                 continue
-            self._cooldowns.succeeded(deployment.key)
+            self._succeed(deployment, attempts, started)
             return RoutedCompletion(deployment.provider, deployment.model, attempts, completion)
         raise AllProvidersFailed(model, attempts)
 
-    async def stream(self, body: dict[str, Any], model: str) -> RoutedStream:
+    async def stream(self, body: dict[str, Any], model: str, attempts: list[Attempt] | None = None) -> RoutedStream:
+        """Like ``complete``, for a stream: committed to a deployment once its first content arrived."""
+        attempts = [] if attempts is None else attempts
         chain = self._ordered(self.deployments(model))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._request_timeout
-        attempts: list[Attempt] = []
         for deployment in chain:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AllProvidersFailed(model, attempts, timed_out=True)
             provider = self._providers[deployment.provider]
+            started = time.perf_counter()
             try:
                 async with asyncio.timeout(remaining):
                     stream = await provider.chat_stream(
@@ -184,17 +192,32 @@ class Router:
                     )
                     head = await _read_head(stream, deployment.provider)
             except TimeoutError:
-                self._fail(deployment, attempts, ProviderTimeout("request timeout", provider=deployment.provider))
+                self._fail(
+                    deployment, attempts, started, ProviderTimeout("request timeout", provider=deployment.provider)
+                )
                 raise AllProvidersFailed(model, attempts, timed_out=True) from None
             except UpstreamError as exc:
-                self._fail(deployment, attempts, exc)
+                self._fail(deployment, attempts, started, exc)
                 continue
-            self._cooldowns.succeeded(deployment.key)
+            self._succeed(deployment, attempts, started)
             return RoutedStream(deployment.provider, deployment.model, attempts, head, stream)
         raise AllProvidersFailed(model, attempts)
 
-    def _fail(self, deployment: Deployment, attempts: list[Attempt], exc: UpstreamError) -> None:
-        attempts.append(Attempt(deployment.provider, deployment.model, exc.upstream_status, exc.code or "error"))
+    def _succeed(self, deployment: Deployment, attempts: list[Attempt], started: float) -> None:
+        self._cooldowns.succeeded(deployment.key)
+        attempts.append(Attempt(deployment.provider, deployment.model, 200, "", started, time.perf_counter() - started))
+
+    def _fail(self, deployment: Deployment, attempts: list[Attempt], started: float, exc: UpstreamError) -> None:
+        attempts.append(
+            Attempt(
+                deployment.provider,
+                deployment.model,
+                exc.upstream_status,
+                exc.code or "error",
+                started,
+                time.perf_counter() - started,
+            )
+        )
         if not exc.retryable:
             raise exc
         self._cooldowns.failed(deployment.key)

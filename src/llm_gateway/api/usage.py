@@ -1,0 +1,75 @@
+"""``GET /v1/usage``: the caller's month — budget, used, reserved, remaining, by model.
+
+``/admin/usage`` shows the same report for any user (see ``admin.py``); both read the usage
+ledger (the source of truth) and the limits' live reservations.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from llm_gateway.api.deps import CallerDep
+from llm_gateway.errors import InvalidRequest
+from llm_gateway.limits import Admission
+from llm_gateway.store.ledger import MonthReport, UsageLedger
+
+router = APIRouter()
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class ModelUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    requests: int
+
+
+class UsageReport(BaseModel):
+    user_id: str
+    month: str
+    budget_tokens: int
+    used_tokens: int
+    reserved_tokens: int
+    remaining_tokens: int
+    requests: int
+    by_model: dict[str, ModelUsage]
+
+
+def parse_month(month: str | None) -> str:
+    if month is None:
+        return datetime.now(UTC).strftime("%Y-%m")
+    if not _MONTH.match(month):
+        raise InvalidRequest("'month' must look like YYYY-MM.", param="month")
+    return month
+
+
+def build_report(user_id: str, month: str, budget: int, report: MonthReport, reserved: int) -> UsageReport:
+    return UsageReport(
+        user_id=user_id,
+        month=month,
+        budget_tokens=budget,
+        used_tokens=report.used_tokens,
+        reserved_tokens=reserved,
+        remaining_tokens=max(0, budget - report.used_tokens - reserved),
+        requests=report.requests,
+        by_model={
+            name: ModelUsage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, requests=u.requests)
+            for name, u in sorted(report.by_model.items())
+        },
+    )
+
+
+async def usage_report(request: Request, user_id: str, budget: int, month: str) -> UsageReport:
+    ledger: UsageLedger = request.app.state.ledger
+    limits: Admission = request.app.state.limits
+    report = await ledger.month_report(user_id, month)
+    balance = await limits.balance(user_id, month, budget)
+    return build_report(user_id, month, budget, report, balance.reserved)
+
+
+@router.get("/v1/usage", response_model=UsageReport, summary="Your token usage this month")
+async def my_usage(request: Request, identity: CallerDep, month: str | None = None) -> UsageReport:
+    return await usage_report(request, identity.user_id, identity.monthly_token_budget, parse_month(month))
