@@ -34,6 +34,7 @@ class GatewayServer:
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
+                proxy_headers=False,  # as `serve` does: only TRUSTED_PROXIES decides
                 timeout_graceful_shutdown=5,
             )
         )
