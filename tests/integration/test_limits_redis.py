@@ -75,7 +75,10 @@ async def try_admit(limits: RedisLimits, who: Identity, **kwargs: Any) -> Ticket
 
 
 async def test_two_clients_share_one_budget(redis_url: str, prefix: str, clients: ClientFactory) -> None:
-    first, second = RedisLimits(clients(redis_url), prefix), RedisLimits(clients(redis_url), prefix)
+    first, second = (
+        RedisLimits(clients(redis_url), prefix, timeout_seconds=5),
+        RedisLimits(clients(redis_url), prefix, timeout_seconds=5),
+    )
     who = Identity("alice", "jwt", 10_000, 2000)
     attempts = [try_admit(limits, who, prompt_tokens=50, max_completion_tokens=50) for limits in (first, second) * 50]
     admitted = [t for t in await asyncio.gather(*attempts) if t is not None]
@@ -92,8 +95,8 @@ async def test_concurrent_first_use_rebuilds_once_per_process(
     """100 requests find the month's counter missing at once: the ledger's 1000 used tokens hold for all."""
     ledger = Ledger()
     ledger.usage[("alice", MONTH)] = 1000
-    first = RedisLimits(clients(redis_url), prefix, ledger_usage=ledger)
-    second = RedisLimits(clients(redis_url), prefix, ledger_usage=ledger)
+    first = RedisLimits(clients(redis_url), prefix, ledger_usage=ledger, timeout_seconds=5)
+    second = RedisLimits(clients(redis_url), prefix, ledger_usage=ledger, timeout_seconds=5)
     who = Identity("alice", "jwt", 10_000, 2000)
     attempts = [try_admit(limits, who, prompt_tokens=50, max_completion_tokens=50) for limits in (first, second) * 50]
     assert sum(t is not None for t in await asyncio.gather(*attempts)) == 10
@@ -101,7 +104,10 @@ async def test_concurrent_first_use_rebuilds_once_per_process(
 
 
 async def test_two_clients_share_one_rate_window(redis_url: str, prefix: str, clients: ClientFactory) -> None:
-    first, second = RedisLimits(clients(redis_url), prefix), RedisLimits(clients(redis_url), prefix)
+    first, second = (
+        RedisLimits(clients(redis_url), prefix, timeout_seconds=5),
+        RedisLimits(clients(redis_url), prefix, timeout_seconds=5),
+    )
     who = Identity("alice", "jwt", 30, 10**9)
     attempts = [try_admit(limits, who, prompt_tokens=1, max_completion_tokens=1) for limits in (first, second) * 25]
     assert sum(t is not None for t in await asyncio.gather(*attempts)) == 30
@@ -171,7 +177,7 @@ async def test_two_processes_share_one_budget(redis_url: str, prefix: str, clien
     charged = [r for r in results if isinstance(r, int)]
     assert len(results) == 100
     assert len(charged) == 20 and results.count("insufficient_quota") == 80
-    balance = await RedisLimits(clients(redis_url), prefix).balance("alice", MONTH, 2000)
+    balance = await RedisLimits(clients(redis_url), prefix, timeout_seconds=5).balance("alice", MONTH, 2000)
     assert (balance.used, balance.reserved) == (sum(charged), 0) == (2000, 0)
 
 

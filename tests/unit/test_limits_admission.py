@@ -54,6 +54,8 @@ async def make_limits(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
             return MemoryLimits(**kwargs)
         client = Redis.from_url(request.getfixturevalue("redis_url"))
         clients.append(client)
+        # Correctness, not latency, is under test: a loaded CI machine must not turn into a refusal.
+        kwargs.setdefault("timeout_seconds", 5.0)
         return RedisLimits(client, prefix, **kwargs)
 
     yield make
