@@ -6,30 +6,72 @@
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/chat/completions
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/chat/completions -- stream
 --
--- Script arguments (after `--`): `stream` sets "stream": true (with usage in the stream);
--- `model=NAME` changes the model (default gpt-4o-mini); `auth=KEY` sends Authorization: Bearer KEY.
+-- Script arguments (after `--`):
+--   stream      sets "stream": true (with usage in the stream)
+--   model=NAME  changes the model (default gpt-4o-mini)
+--   auth=KEY    sends Authorization: Bearer KEY
+--   unique      makes every request's body different (a counter in the user message), so a
+--               response cache misses every time; the body is then built per request
+--
+-- At the end it prints one line `BENCH_JSON {...}` with exact figures (latencies in microseconds
+-- from wrk's own histogram), so bench/run.py need not parse wrk's text. (done() runs in wrk's
+-- main Lua state, where init() never ran, so that line cannot be switched by an argument.)
 
 local stream = false
 local model = "gpt-4o-mini"
+local unique = false
+local prefix = ""
+local counter = 0
+
+local function body_for(content)
+  local body = '{"model":"' .. model .. '","messages":['
+    .. '{"role":"system","content":"You are a helpful assistant."},'
+    .. '{"role":"user","content":"' .. content .. '"}],'
+    .. '"max_tokens":64,"temperature":0'
+  if stream then
+    body = body .. ',"stream":true,"stream_options":{"include_usage":true}'
+  end
+  return body .. "}"
+end
+
+-- Only for `unique`: wrk checks whether a global request() exists after init() has run, and
+-- a defined request() costs a Lua call per request, so the fixed-body case leaves it undefined.
+local function unique_request()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, body_for("Say hello, request " .. prefix .. "-" .. counter .. "."))
+end
 
 function init(args)
   for _, arg in ipairs(args) do
     if arg == "stream" then
       stream = true
+    elseif arg == "unique" then
+      unique = true
     elseif arg:sub(1, 6) == "model=" then
       model = arg:sub(7)
     elseif arg:sub(1, 5) == "auth=" then
       wrk.headers["Authorization"] = "Bearer " .. arg:sub(6)
     end
   end
-  local body = '{"model":"' .. model .. '","messages":['
-    .. '{"role":"system","content":"You are a helpful assistant."},'
-    .. '{"role":"user","content":"Say hello in one short sentence."}],'
-    .. '"max_tokens":64,"temperature":0'
-  if stream then
-    body = body .. ',"stream":true,"stream_options":{"include_usage":true}'
-  end
   wrk.method = "POST"
-  wrk.body = body .. "}"
+  wrk.body = body_for("Say hello in one short sentence.")
   wrk.headers["Content-Type"] = "application/json"
+  -- Distinct prefixes per run and per thread keep "unique" bodies unique across runs too.
+  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+  prefix = string.format("%08x", math.random(0, 0x7fffffff))
+  if unique then
+    request = unique_request
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
+      .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+      .. '"latency_us":{"min":%d,"mean":%.1f,"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency.mean, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max))
 end
