@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint bench bench-compare clean
+.PHONY: run test lint bench bench-compare lock audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,21 @@ bench: $(VENV)/.dev-deps
 
 bench-compare: $(VENV)/.dev-deps
 	$(BIN)/python bench/run.py --compare-litellm
+
+# requirements.lock pins every runtime and dev dependency, resolved in a fresh venv; rerun after
+# changing the dependencies in pyproject.toml.
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)-lock/bin/python -m pip freeze --exclude-editable > requirements.lock
+	rm -rf $(VENV)-lock
+
+# Known vulnerabilities in the locked dependencies. --strict: a dependency that cannot be audited
+# (its vulnerability service unreachable) fails the audit instead of being skipped with a warning.
+audit: $(VENV)/.dev-deps
+	$(BIN)/pip-audit --strict --no-deps --progress-spinner off -r requirements.lock \
+	    || { echo "make audit: FAILED: a known vulnerability, or a dependency that could not be audited (above)" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -105,6 +105,7 @@ class Bench:
     loadavg_at_start: str = ""
     # Run the gateway from another source tree (PYTHONPATH): to measure a change before it lands.
     gateway_src: Path | None = None
+    gateway_extra_env: dict[str, str] = field(default_factory=dict)  # --gateway-env: e.g. observability on
     nice: int | None = None  # see processes.default_nice
 
     @property
@@ -181,6 +182,7 @@ class Bench:
         )
         if self.gateway_src is not None:
             env["PYTHONPATH"] = str(self.gateway_src)
+        env.update(self.gateway_extra_env)
         env.update(extra)
         return env
 

@@ -80,7 +80,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gateway-src", type=Path, help="run the gateway from this source tree (its src/ dir) to A/B a change"
     )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the gateway (repeatable), e.g. to measure with observability on",
+    )
     args = parser.parse_args(argv)
+    if bad := [item for item in args.gateway_env if "=" not in item]:
+        parser.error(f"--gateway-env needs NAME=VALUE: {bad}")
     if unknown := args.only - set(SCENARIOS):
         parser.error(f"unknown scenarios: {sorted(unknown)}")
     return args
@@ -229,7 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         durations = dataclasses.replace(durations, load_s=args.seconds)
     if nice is not None:
         set_autogroup_nice("self", nice)  # wrk and the stream probe run in this session
-    bench = Bench(ProcessGroup(tmp, nice=nice), tmp, durations, pin, gateway_src=args.gateway_src, nice=nice)
+    bench = Bench(
+        ProcessGroup(tmp, nice=nice),
+        tmp,
+        durations,
+        pin,
+        gateway_src=args.gateway_src,
+        nice=nice,
+        gateway_extra_env=dict(item.split("=", 1) for item in args.gateway_env),
+    )
     bench.loadavg_at_start = Path("/proc/loadavg").read_text().split()[0]
     rows: list[Row] = []
     failed = True

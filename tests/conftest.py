@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,11 +42,11 @@ def fake_env(fakes: dict[str, FakeProvider], tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def start_gateway() -> Iterator[StartGateway]:
-    """Start gateways with a given environment; every one is stopped after the test."""
+    """Start gateways with a given environment (and ``GatewayServer`` options); each is stopped after the test."""
     started: list[GatewayServer] = []
 
-    def start(env: Mapping[str, str]) -> GatewayServer:
-        server = GatewayServer(env).start()
+    def start(env: Mapping[str, str], **options: Any) -> GatewayServer:
+        server = GatewayServer(env, **options).start()
         started.append(server)
         return server
 

@@ -16,21 +16,25 @@ import uvicorn
 
 from llm_gateway.app import create_app
 from llm_gateway.settings import load_settings
+from llm_gateway.telemetry import Telemetry
 
 START_TIMEOUT_SECONDS = 10.0
 
 
 class GatewayServer:
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, telemetry: Telemetry | None = None) -> None:
+        """``telemetry``: one the test built (e.g. with in-memory exporters) instead of the environment's."""
         self.config = load_settings(dict(env))
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets that say TCP, and
+        # without it a response written as head then body waits ~40 ms for the client's delayed ACK (Nagle).
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._server = uvicorn.Server(
             uvicorn.Config(
-                create_app(self.config),
+                create_app(self.config, telemetry=telemetry),
                 log_level="warning",
                 access_log=False,
                 lifespan="on",

@@ -1,7 +1,7 @@
 """``llm-gateway``: serve the gateway; manage keys, users and the database without a running server.
 
-``keys`` and ``users`` print the same JSON as the admin API, and announce revocations and limit
-changes over Redis (when ``REDIS_URL`` is set) so running gateways notice within a second.
+``keys``, ``users`` and ``usage`` print the same JSON as the admin API; ``keys`` and ``users`` announce
+revocations and limit changes over Redis (when ``REDIS_URL`` is set) so running gateways notice within a second.
 """
 
 from __future__ import annotations
@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from llm_gateway.settings import ConfigError, GatewayConfig, Settings, load_settings
@@ -29,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "serve":
         return serve_forever(config, host=args.host, port=args.port, workers=args.workers)
-    return _run_admin(args.action, args, config.settings)
+    action = partial(_usage, settings=config.settings) if args.command == "usage" else args.action
+    return _run_admin(action, args, config.settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     show_user.add_argument("user")
     show_user.set_defaults(action=_show_user)
 
+    usage = commands.add_parser("usage", help="a user's token usage for a month (the JSON of /admin/usage)")
+    usage.add_argument("--user", required=True, help="the user id")
+    usage.add_argument("--month", type=_month, help="YYYY-MM, UTC (default: this month)")
+
     database = commands.add_parser("db", help="the database schema").add_subparsers(dest="do", required=True)
     database.add_parser("upgrade", help="apply pending migrations").set_defaults(action=_upgrade)
     return parser
@@ -73,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _month(value: str) -> str:
+    from llm_gateway.api.usage import parse_month
+    from llm_gateway.errors import InvalidRequest
+
+    try:
+        return parse_month(value)
+    except InvalidRequest:
+        raise argparse.ArgumentTypeError("expected YYYY-MM, e.g. 2025-03") from None
 
 
 def _limit(value: str) -> int | None:
@@ -179,6 +197,37 @@ async def _show_user(args: argparse.Namespace, accounts: Any) -> Any:
     return _json(user)
 
 
+async def _usage(args: argparse.Namespace, accounts: Any, *, settings: Settings) -> Any:
+    """The ledger's month for a user. Live reservations are in Redis when shared; an embedded
+    server keeps them in its own memory, so without ``REDIS_URL`` they show as 0."""
+    from llm_gateway.api.usage import build_report, parse_month
+    from llm_gateway.auth.api_keys import first_set
+    from llm_gateway.store.ledger import UsageLedger
+
+    month = args.month or parse_month(None)
+    user = await accounts.get_user(args.user)
+    budget = first_set(user.monthly_token_budget if user else None, settings.default_monthly_token_budget)
+    ledger = UsageLedger(accounts.database)
+    report = await ledger.month_report(args.user, month)
+    reserved = 0 if settings.redis_url is None else await _reserved_tokens(settings, ledger, args.user, month, budget)
+    return _json(build_report(args.user, month, budget, report, reserved))
+
+
+async def _reserved_tokens(settings: Settings, ledger: Any, user_id: str, month: str, budget: int) -> int:
+    from llm_gateway.limits import RedisLimits
+    from llm_gateway.store.redis import open_redis
+
+    assert settings.redis_url is not None
+    async with open_redis(settings.redis_url.get_secret_value(), settings.redis_prefix) as redis:
+        limits = RedisLimits(
+            redis.client,
+            redis.prefix,
+            ledger_usage=ledger.month_usage,
+            timeout_seconds=settings.limits_redis_timeout_seconds,
+        )
+        return (await limits.balance(user_id, month, budget)).reserved
+
+
 async def _upgrade(_: argparse.Namespace, accounts: Any) -> Any:
     # Opening the database migrated it; say where it stands.
     return {"database": accounts.database.backend, "revision": await accounts.database.revision()}
@@ -195,26 +244,53 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    private_metrics_dir = _prepare_prometheus_dir(settings.prometheus_multiproc_dir, workers)
     try:
-        _prepare(settings)
-    except (ConfigError, ValueError) as exc:
-        print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run(
-        "llm_gateway.app:create_app_from_env",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
-        proxy_headers=False,  # X-Forwarded-For is trusted only from TRUSTED_PROXIES, by the gateway itself
-        access_log=False,  # one structured line per request comes from the gateway itself
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30,
-    )
+        try:
+            _prepare(settings)
+        except (ConfigError, ValueError) as exc:
+            print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
+            return 2
+        from llm_gateway.telemetry import setup_logging  # imports prometheus_client: after the metrics directory
+
+        setup_logging(settings.log_level, settings.log_format)
+        uvicorn.run(
+            "llm_gateway.app:create_app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            loop="auto",  # uvloop when installed
+            http="auto",  # httptools when installed
+            proxy_headers=False,  # X-Forwarded-For is trusted only from TRUSTED_PROXIES, by the gateway itself
+            access_log=False,  # one structured line per request comes from the gateway itself
+            log_config=None,  # keep setup_logging's handler (each worker sets it up again: create_app_from_env)
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if private_metrics_dir is not None:
+            shutil.rmtree(private_metrics_dir, ignore_errors=True)
     return 0
+
+
+def _prepare_prometheus_dir(configured: str | None, workers: int) -> str | None:
+    """Prometheus multiprocess mode (``telemetry/metrics.py``): the directory emptied and in the environment
+    before prometheus_client is first imported, here and in every worker process (they inherit it).
+
+    Several workers without ``PROMETHEUS_MULTIPROC_DIR`` get a private temporary directory, so ``/metrics``
+    on any worker shows the sum of all of them; its path is returned so that it is removed at exit.
+    """
+    private = None
+    if configured is None and workers > 1:
+        configured = private = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
+    if configured is None:
+        return None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = configured
+    from llm_gateway.telemetry.metrics import clear_multiproc_dir  # the first import of prometheus_client
+
+    clear_multiproc_dir(configured)
+    return private
 
 
 def _prepare(settings: Settings) -> None:
@@ -227,6 +303,7 @@ def _prepare(settings: Settings) -> None:
     async def migrate() -> None:
         database = Database(settings.database_url.get_secret_value())
         try:
+            await database.wait_until_reachable()  # a database still starting (or down): wait, log, retry
             await database.migrate()
         finally:
             await database.aclose()

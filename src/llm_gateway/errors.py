@@ -24,6 +24,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,13 +41,18 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.context_headers: dict[str, str] = {}
 
     @property
     def status_code(self) -> int:
         return self.status
 
     def headers(self) -> dict[str, str]:
-        return {}
+        return dict(self.context_headers)
+
+    def add_headers(self, headers: Mapping[str, str]) -> None:
+        """Headers the failing step knows and the answer must carry (the caller's ``x-ratelimit-*``)."""
+        self.context_headers.update(headers)
 
     def envelope(self) -> dict[str, Any]:
         return {
@@ -102,7 +108,7 @@ class RateLimited(GatewayError):
         self.retry_after_seconds = max(1, retry_after_seconds)
 
     def headers(self) -> dict[str, str]:
-        return {"retry-after": str(self.retry_after_seconds)}
+        return {**super().headers(), "retry-after": str(self.retry_after_seconds)}
 
 
 class QuotaExceeded(RateLimited):

@@ -195,7 +195,14 @@ class ChatPipeline:
         return hit
 
     def store_answer(self, call: Call, completion: dict[str, Any]) -> None:
-        if self.cache is not None and call.cache_key is not None and call.policy.store and is_complete(completion):
+        # An answer to a body the gateway capped (this caller's budget nearly spent) is not the request's answer.
+        if (
+            self.cache is not None
+            and call.cache_key is not None
+            and call.policy.store
+            and self._upstream_body(call) is call.chat.body
+            and is_complete(completion)
+        ):
             self.cache.set(call.cache_key, completion)
 
     def _upstream_body(self, call: Call) -> dict[str, Any]:
@@ -231,6 +238,8 @@ class ChatPipeline:
 
     async def fail(self, call: Call, exc: GatewayError) -> None:
         call.record.status, call.record.error = exc.status_code, exc.code or type(exc).__name__
+        if call.ticket is not None:  # every answer carries x-ratelimit-*, failures after admission too
+            exc.add_headers(call.ticket.headers())
         if call.ticket is not None and not call.settled:
             call.settled = True
             await self.limits.release(call.ticket)

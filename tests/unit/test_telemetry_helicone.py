@@ -1,4 +1,4 @@
-"""Helicone's documented log payload, built from records, and the stream assembler that feeds it."""
+"""Helicone's documented log payload, built from records (a streamed answer assembled as the cache does)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.telemetry import AttemptRecord, RequestRecord, StreamAssembler
+from llm_gateway.cache import chunks_to_completion
+from llm_gateway.telemetry import AttemptRecord, RequestRecord
 from llm_gateway.telemetry.helicone import HeliconeLogger, helicone_headers, helicone_log
 
 BODY = {
@@ -132,13 +133,13 @@ def test_submit_drops_and_counts_when_the_queue_is_full() -> None:
     assert logger.depth == 3 and logger.dropped == {"queue_full": 2}
 
 
-def chunk(**fields: Any) -> bytes:
-    return orjson.dumps({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m", **fields})
+def chunk(**fields: Any) -> dict[str, Any]:
+    return {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m", **fields}
 
 
-def test_stream_assembler_rebuilds_the_answer() -> None:
-    assembler = StreamAssembler()
-    for payload in (
+def test_a_streamed_answer_is_logged_whole() -> None:
+    """The pipeline assembles a stream with the cache's ``chunks_to_completion``; Helicone gets that answer."""
+    chunks = [
         chunk(choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]),
         chunk(choices=[{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]),
         chunk(choices=[{"index": 0, "delta": {"content": "lo"}, "finish_reason": None}]),
@@ -163,22 +164,27 @@ def test_stream_assembler_rebuilds_the_answer() -> None:
         chunk(choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]),
         chunk(choices=[{"index": 1, "delta": {}, "finish_reason": "tool_calls"}]),
         chunk(choices=[], usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}),
-        b"not json",
-    ):
-        assembler.feed(payload)
-    assert assembler.finish_reasons == ("stop", "tool_calls")
-    assert assembler.completion() == {
+    ]
+    payload = helicone_log(record(response_body=chunks_to_completion(chunks)))
+    assert payload["providerRequest"]["json"]["stream"] is False
+    assert payload["providerResponse"]["json"] == {
         "object": "chat.completion",
         "id": "chatcmpl-s",
         "created": 1,
         "model": "m",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"},
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            },
             {
                 "index": 1,
                 "message": {
                     "role": "assistant",
                     "content": None,
+                    "refusal": None,
                     "tool_calls": [
                         {
                             "id": "call_1",
@@ -187,6 +193,7 @@ def test_stream_assembler_rebuilds_the_answer() -> None:
                         }
                     ],
                 },
+                "logprobs": None,
                 "finish_reason": "tool_calls",
             },
         ],

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway.api.deps import AccountsDep
-from llm_gateway.api.usage import UsageReport, parse_month, usage_report
+from llm_gateway.api.usage import MonthQuery, UsageReport, parse_month, usage_report
 from llm_gateway.auth.admin import KeyCreate, KeyCreated, KeyList, KeyPublic, UserLimits, UserPublic
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import AuthenticationFailed, FrameworkError, GatewayError
@@ -36,7 +36,7 @@ async def list_keys(accounts: AccountsDep, user_id: str | None = None) -> KeyLis
 
 
 @router.get("/usage", response_model=UsageReport, responses=_ERRORS, summary="A user's token usage for a month")
-async def user_usage(request: Request, user_id: str, month: str | None = None) -> UsageReport:
+async def user_usage(request: Request, user_id: str, month: MonthQuery = None) -> UsageReport:
     auth: AuthService = request.app.state.auth
     identity = await auth.users.identity(user_id)
     return await usage_report(request, user_id, identity.monthly_token_budget, parse_month(month))

@@ -14,12 +14,12 @@ from llm_gateway.pipeline import ChatPipeline
 from llm_gateway.settings import GatewayConfig
 
 
-def _pipeline(request: Request) -> ChatPipeline:
+async def _pipeline(request: Request) -> ChatPipeline:  # async: a sync dependency runs in a thread
     pipeline: ChatPipeline = request.app.state.pipeline
     return pipeline
 
 
-def _config(request: Request) -> GatewayConfig:
+async def _config(request: Request) -> GatewayConfig:
     config: GatewayConfig = request.app.state.config
     return config
 
@@ -29,7 +29,7 @@ def _auth(request: Request) -> AuthService:
     return auth
 
 
-async def _identity(request: Request) -> Identity:
+async def resolve_identity(request: Request) -> Identity:
     """The caller, or 401. Kept on ``request.state`` for what runs after the route (logs, metrics)."""
     client = request.client
     identity = await _auth(request).resolver.resolve(request.headers, client.host if client else None)
@@ -37,20 +37,20 @@ async def _identity(request: Request) -> Identity:
     return identity
 
 
-async def _caller(identity: Annotated[Identity, Depends(_identity)]) -> Identity:
+async def _caller(identity: Annotated[Identity, Depends(resolve_identity)]) -> Identity:
     if identity.anonymous:
         raise AuthenticationFailed("This endpoint needs an API key or a JWT: send 'Authorization: Bearer ...'.")
     return identity
 
 
-def _accounts(request: Request) -> Accounts:
+async def _accounts(request: Request) -> Accounts:
     return _auth(request).accounts
 
 
 PipelineDep = Annotated[ChatPipeline, Depends(_pipeline)]
 ConfigDep = Annotated[GatewayConfig, Depends(_config)]
 # Any caller, anonymous ones included (when ALLOW_ANONYMOUS).
-IdentityDep = Annotated[Identity, Depends(_identity)]
+IdentityDep = Annotated[Identity, Depends(resolve_identity)]
 # A caller with an API key or a JWT: anonymous callers get 401.
 CallerDep = Annotated[Identity, Depends(_caller)]
 AccountsDep = Annotated[Accounts, Depends(_accounts)]

@@ -8,12 +8,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from llm_gateway.api.deps import CallerDep
-from llm_gateway.schemas.openai import ModelList
+from llm_gateway.schemas.openai import ErrorEnvelope, ModelList
 
 router = APIRouter()
 
 
-@router.get("/v1/models", response_model=ModelList, summary="List models")
+@router.get("/v1/models", response_model=ModelList, responses={401: {"model": ErrorEnvelope}}, summary="List models")
 @router.get("/models", response_model=ModelList, include_in_schema=False)
 async def list_models(request: Request, caller: CallerDep) -> ModelList:
     models: ModelList = request.app.state.model_list

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from llm_gateway.api.deps import CallerDep
 from llm_gateway.errors import InvalidRequest
 from llm_gateway.limits import Admission
+from llm_gateway.schemas.openai import ErrorEnvelope
 from llm_gateway.store.ledger import MonthReport, UsageLedger
 
 router = APIRouter()
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")  # [0-9], not \d: \d also matches non-ASCII digits
+# Documented in /openapi.json; checked by `parse_month`, whose message is clearer than the framework's.
+MonthQuery = Annotated[
+    str | None,
+    Query(description="YYYY-MM (UTC); this month when absent", json_schema_extra={"pattern": _MONTH.pattern}),
+]
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorEnvelope} for status in (400, 401)}
 
 
 class ModelUsage(BaseModel):
@@ -70,6 +78,6 @@ async def usage_report(request: Request, user_id: str, budget: int, month: str) 
     return build_report(user_id, month, budget, report, balance.reserved)
 
 
-@router.get("/v1/usage", response_model=UsageReport, summary="Your token usage this month")
-async def my_usage(request: Request, identity: CallerDep, month: str | None = None) -> UsageReport:
+@router.get("/v1/usage", response_model=UsageReport, responses=ERRORS, summary="Your token usage this month")
+async def my_usage(request: Request, identity: CallerDep, month: MonthQuery = None) -> UsageReport:
     return await usage_report(request, identity.user_id, identity.monthly_token_budget, parse_month(month))

@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from llm_gateway.auth.api_keys import generate_key
@@ -43,8 +43,17 @@ def _future(value: datetime | None) -> datetime | None:
 
 UserId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_user_id)]
 ModelName = Annotated[str, Field(min_length=1, max_length=255)]
-TokenBudget = Annotated[int, Field(ge=0, le=10**15)]
-RequestsPerMinute = Annotated[int, Field(ge=0, le=10**9)]
+
+
+def _json_number(value: object) -> object:
+    # Lax ints would read `false` as a limit of 0, `true` as 1 and "60" as 60; 60.0 is a JSON integer.
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+TokenBudget = Annotated[int, Field(ge=0, le=10**15), BeforeValidator(_json_number)]
+RequestsPerMinute = Annotated[int, Field(ge=0, le=10**9), BeforeValidator(_json_number)]
 
 
 class KeyCreate(BaseModel):

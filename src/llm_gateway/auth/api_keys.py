@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "sk-gw-"
 _ALPHABET = string.ascii_letters + string.digits
 _ID_LENGTH, _SECRET_LENGTH = 12, 32
+# While the database is down, a key (or user) resolved within this long keeps working as last seen.
+# Revocations heard meanwhile still evict it; only one committed just before the outage and never
+# heard here could be missed, for the length of the outage.
+STALE_IF_STORE_DOWN_SECONDS = 3600.0
 KEY_SHAPE = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9]{{{_ID_LENGTH}}}-[A-Za-z0-9]{{{_SECRET_LENGTH}}}")
 
 
@@ -114,7 +118,9 @@ class KeyLookup:
     def __init__(self, database: Database, defaults: Defaults, ttl: Callable[[], float]) -> None:
         self._database = database
         self._defaults = defaults
-        self._lookup: CachedLookup[KeyRecord | None] = CachedLookup(self._load, ttl)
+        self._lookup: CachedLookup[KeyRecord | None] = CachedLookup(
+            self._load, ttl, stale_if=(ServiceUnavailable,), stale_for=STALE_IF_STORE_DOWN_SECONDS
+        )
 
     async def find(self, key: str) -> KeyRecord | None:
         return await self._lookup.get(hash_key(key))

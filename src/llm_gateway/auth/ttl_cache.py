@@ -61,6 +61,10 @@ class CachedLookup(Generic[V]):
 
     ``forget`` bumps a generation counter, so a load that started before an invalidation (and may
     have read the row before the revocation committed) answers its waiters but is not cached.
+
+    When a load fails with one of ``stale_if`` (the store is down), the last value loaded for that key
+    in the past ``stale_for`` seconds answers instead: a database outage must not refuse keys that were
+    good a moment ago. ``forget``/``clear`` drop those values too, so a revocation heard still holds.
     """
 
     def __init__(
@@ -70,10 +74,15 @@ class CachedLookup(Generic[V]):
         *,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        stale_if: tuple[type[BaseException], ...] = (),
+        stale_for: float = 0.0,
     ) -> None:
         self._load = load
         self._ttl = ttl
         self._cache: TtlCache[V] = TtlCache(max_entries, clock)
+        self._last_good: TtlCache[V] = TtlCache(max_entries, clock)
+        self._stale_if = stale_if
+        self._stale_for = stale_for
         self._pending: dict[str, asyncio.Future[V]] = {}
         self._generation = 0
 
@@ -90,9 +99,17 @@ class CachedLookup(Generic[V]):
         return await asyncio.shield(pending)
 
     async def _load_and_keep(self, key: str, generation: int) -> V:
-        value = await self._load(key)
+        try:
+            value = await self._load(key)
+        except self._stale_if:
+            last = self._last_good.get(key, self._stale_for)
+            if isinstance(last, Missing):
+                raise
+            return last  # answered, not cached: the next request asks the store again
         if generation == self._generation:
             self._cache.put(key, value)
+            if self._stale_if:
+                self._last_good.put(key, value)
         return value
 
     def _settled(self, key: str, done: asyncio.Future[V]) -> None:
@@ -103,11 +120,13 @@ class CachedLookup(Generic[V]):
 
     def forget(self, predicate: Callable[[V], bool]) -> int:
         self._generation += 1
+        self._last_good.drop_where(predicate)
         return self._cache.drop_where(predicate)
 
     def clear(self) -> None:
         self._generation += 1
         self._cache.clear()
+        self._last_good.clear()
 
     def __len__(self) -> int:
         return len(self._cache)

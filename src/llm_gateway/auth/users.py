@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from llm_gateway.auth.api_keys import Defaults, first_set
+from llm_gateway.auth.api_keys import STALE_IF_STORE_DOWN_SECONDS, Defaults, first_set
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.ttl_cache import CachedLookup
 from llm_gateway.errors import ServiceUnavailable
@@ -21,7 +21,9 @@ class UserLookup:
     def __init__(self, database: Database, defaults: Defaults, ttl: Callable[[], float]) -> None:
         self._database = database
         self._defaults = defaults
-        self._lookup: CachedLookup[Identity] = CachedLookup(self._load, ttl)
+        self._lookup: CachedLookup[Identity] = CachedLookup(
+            self._load, ttl, stale_if=(ServiceUnavailable,), stale_for=STALE_IF_STORE_DOWN_SECONDS
+        )
 
     async def identity(self, user_id: str) -> Identity:
         return await self._lookup.get(user_id)

@@ -83,7 +83,7 @@ class OpenAICompatProvider:
             except BaseException:
                 response.release()
                 raise
-        return OpenAIStream(self.name, response, deadline)
+        return OpenAIStream(self.name, response, deadline, secret=self._secret)
 
     def _rejected(self, status: int, raw: bytes) -> ProviderRejected:
         error: dict[str, Any] = {}
@@ -113,10 +113,11 @@ def _str_or_none(value: Any) -> str | None:
 class OpenAIStream:
     """Relays the upstream's chunk payloads as they come; watches for usage, errors and the end."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, deadline: float) -> None:
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, deadline: float, *, secret: str = "") -> None:
         self._provider = provider
         self._response = response
         self._deadline = deadline
+        self._secret = secret  # an error event that echoes our key must not carry it on to the caller
         self.usage: Usage | None = None
         self._iterator = self._chunks()
 
@@ -151,6 +152,8 @@ class OpenAIStream:
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else None
+            if isinstance(message, str) and self._secret:
+                message = message.replace(self._secret, "***")
             raise UpstreamStreamError(
                 f"{self._provider} stream failed: {message or 'error event'}", provider=self._provider
             )

@@ -6,6 +6,7 @@ live inside the package (``llm_gateway.store:migrations``), so they run from an 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = "llm_gateway.store:migrations"
 # Any fixed number: every gateway process and the CLI take this lock while migrating PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777
+CONNECT_TIMEOUT_SECONDS = 10.0
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
 
@@ -56,7 +58,9 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = async_url(url)
-        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True)
+        # asyncpg waits 60 s for a connection by default: a host that drops packets would hold requests that long.
+        connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS} if self.url.startswith("postgresql") else {}
+        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -77,6 +81,41 @@ class Database:
             await connection.run_sync(_upgrade)
             await connection.commit()
             return await connection.run_sync(_current_revision)
+
+    async def wait_until_reachable(self, *, first_delay: float = 0.5, max_delay: float = 15.0) -> None:
+        """Connect until the server answers, backing off after each failure, one log line per failure.
+
+        A gateway started before its database (or during an outage) waits instead of crash-looping.
+        SQLite is a local file: one that cannot be opened is a configuration error, left to fail at once.
+        """
+        if self.backend == "sqlite":
+            return
+        delay, attempt = first_delay, 1
+        while True:
+            try:
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            except Exception as exc:  # refused, unknown host, starting up, bad password: all "not yet"
+                log.warning(
+                    "database unreachable at %s (attempt %d, %s: %s); retrying in %.1f s",
+                    self.location,
+                    attempt,
+                    type(exc).__name__,
+                    _first_line(exc),
+                    delay,
+                )
+            else:
+                if attempt > 1:
+                    log.info("database reachable at %s after %d attempts", self.location, attempt)
+                return
+            await asyncio.sleep(delay)
+            delay, attempt = min(delay * 2, max_delay), attempt + 1
+
+    @property
+    def location(self) -> str:
+        """``host:port/database``: where the database is, for log lines (never the user or password)."""
+        url = make_url(self.url)
+        return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
     async def revision(self) -> str | None:
         async with self.engine.connect() as connection:
@@ -109,13 +148,19 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 @asynccontextmanager
-async def open_database(url: str, *, migrate: bool = True) -> AsyncIterator[Database]:
-    """The database, migrated to head, disposed of on exit."""
+async def open_database(url: str, *, migrate: bool = True, wait: bool = False) -> AsyncIterator[Database]:
+    """The database, migrated to head, disposed of on exit; ``wait``: until the server is reachable."""
     database = Database(url)
     try:
+        if wait:
+            await database.wait_until_reachable()
         if migrate:
             revision = await database.migrate()
             log.info("database ready: backend=%s revision=%s", database.backend, revision)
         yield database
     finally:
         await database.aclose()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""

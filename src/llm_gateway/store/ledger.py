@@ -13,14 +13,16 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
+from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.store.db import Database
 from llm_gateway.store.tables import UsageRecord, utcnow
 
@@ -158,6 +160,15 @@ class UsageLedger:
 
     # -- reading ------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read of the database that fails is a 503 (rebuilding a budget, /v1/usage), never a 500."""
+        try:
+            yield
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("usage ledger read failed: %s", type(exc).__name__)
+            raise ServiceUnavailable("The usage ledger is unavailable; try again shortly.") from None
+
     def _pending(self, *, user_id: str | None = None, key_id: str | None = None, month: str) -> Iterable[UsageRow]:
         return (
             r
@@ -170,16 +181,18 @@ class UsageLedger:
         query = select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
             UsageRecord.user_id == user_id, UsageRecord.month == month, UsageRecord.cached.is_(False)
         )
-        async with self._database.sessions() as session:
-            written = int((await session.execute(query)).scalar_one())
+        with self._reading():
+            async with self._database.sessions() as session:
+                written = int((await session.execute(query)).scalar_one())
         return written + sum(r.charged_tokens for r in self._pending(user_id=user_id, month=month))
 
     async def key_month_usage(self, key_id: str, month: str) -> int:
         query = select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
             UsageRecord.key_id == key_id, UsageRecord.month == month, UsageRecord.cached.is_(False)
         )
-        async with self._database.sessions() as session:
-            written = int((await session.execute(query)).scalar_one())
+        with self._reading():
+            async with self._database.sessions() as session:
+                written = int((await session.execute(query)).scalar_one())
         return written + sum(r.charged_tokens for r in self._pending(key_id=key_id, month=month))
 
     async def month_report(self, user_id: str, month: str) -> MonthReport:
@@ -196,8 +209,9 @@ class UsageLedger:
             .group_by(UsageRecord.model_group, UsageRecord.cached)
         )
         report = MonthReport()
-        async with self._database.sessions() as session:
-            rows = [(g, bool(c), int(n), int(p), int(q)) for g, c, n, p, q in (await session.execute(query)).all()]
+        with self._reading():
+            async with self._database.sessions() as session:
+                rows = [(g, bool(c), int(n), int(p), int(q)) for g, c, n, p, q in (await session.execute(query)).all()]
         rows += [
             (r.model_group, r.cached, 1, r.prompt_tokens, r.completion_tokens)
             for r in self._pending(user_id=user_id, month=month)
@@ -213,8 +227,12 @@ class UsageLedger:
         return report
 
 
+_COLUMNS = tuple(f.name for f in fields(UsageRow))
+
+
 def _values(row: UsageRow) -> dict[str, object]:
-    return asdict(row)
+    # Not dataclasses.asdict: it deep-copies every value, on every row.
+    return {name: getattr(row, name) for name in _COLUMNS}
 
 
 def _first_line(exc: BaseException) -> str:

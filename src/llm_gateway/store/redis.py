@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,23 @@ class PrefixedRedis:
         return self.prefix + ":".join(parts)
 
 
+# A burst of concurrent requests waits for a pooled connection instead of failing: redis-py's plain
+# pool raises MaxConnectionsError past 100 connections, which admission would report as Redis down (503).
+MAX_CONNECTIONS = 50
+POOL_WAIT_SECONDS = 5.0  # a backstop: callers bound each command with their own, shorter timeout
+
+
 def connect(url: str, prefix: str) -> PrefixedRedis:
-    client = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         health_check_interval=10,  # also pings an idle pub/sub connection, so a dead one is noticed
         retry_on_timeout=True,
     )
-    return PrefixedRedis(client, prefix)
+    return PrefixedRedis(Redis.from_pool(pool), prefix)  # from_pool: closing the client closes the pool
 
 
 @asynccontextmanager

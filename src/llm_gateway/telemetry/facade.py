@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,9 +18,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llm_gateway.telemetry import genai
+from llm_gateway.telemetry.early_refusals import EarlyRefusalRecorder, mark_recorded
 from llm_gateway.telemetry.helicone import HeliconeLogger
 from llm_gateway.telemetry.logs import RequestLog
-from llm_gateway.telemetry.metrics import GatewayMetrics
+from llm_gateway.telemetry.metrics import GatewayMetrics, mark_worker_dead
 from llm_gateway.telemetry.otel import OtelPipeline, setup_otel
 from llm_gateway.telemetry.record import RequestRecord
 
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 log = logging.getLogger(__name__)
+
+# At shutdown, how long the last OTLP export may hold the process: a dead or slow collector must not
+# keep it past its grace period (each exporter waits OTEL_EXPORTER_OTLP_TIMEOUT, 10 s, per signal).
+OTEL_SHUTDOWN_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,29 +111,38 @@ class Telemetry:
 
     @property
     def wants_stream_body(self) -> bool:
-        """Whether the pipeline should assemble a streamed answer (``StreamAssembler``) into the record."""
+        """Whether a streamed answer, assembled (``cache.chunks_to_completion``), is read from the record."""
         return self.helicone is not None or (self.settings.record_content and self._tracer is not None)
 
-    def install(self, app: Starlette) -> None:
-        """Add the server-span middleware, only when tracing is on. Call before the app starts."""
+    def install(self, app: Starlette, *, routes: Mapping[str, str] | None = None) -> None:
+        """Add the middleware that records requests refused before the pipeline on ``routes`` (path -> route
+        name), and outside it the server-span middleware, only when tracing is on. Call before the app starts."""
+        if routes:
+            app.add_middleware(EarlyRefusalRecorder, telemetry=self, routes=dict(routes))
         if self._tracer is not None:
             from llm_gateway.telemetry.server_span import ServerSpanMiddleware
 
-            app.add_middleware(ServerSpanMiddleware, tracer=self._tracer)
+            app.add_middleware(ServerSpanMiddleware, tracer=self._tracer, routes=frozenset(routes or ()))
 
     async def start(self) -> None:
         if self.helicone is not None:
             await self.helicone.start()
 
     async def aclose(self) -> None:
+        """Flush Helicone's queue and the OTLP exporters side by side, each within its own bound."""
+        closing = []
         if self.helicone is not None:
-            await self.helicone.aclose()
+            closing.append(self.helicone.aclose())
         if self.otel is not None:
-            await asyncio.to_thread(self.otel.shutdown)
+            closing.append(_run_within(self.otel.shutdown, OTEL_SHUTDOWN_SECONDS, "OpenTelemetry export"))
+        await asyncio.gather(*closing)
+        if self.settings.prometheus_multiproc_dir is not None:  # this worker's live gauges leave the sum
+            mark_worker_dead(self.settings.prometheus_multiproc_dir)
 
     def record(self, record: RequestRecord) -> None:
         """Metrics, spans, GenAI metrics, the log line, the Helicone log. Never raises."""
         try:
+            mark_recorded()
             record.finish()
             self.metrics.observe(record)
             if self._tracer is not None:
@@ -198,3 +213,20 @@ class _GenAIMetrics:
                 self.tokens.record(record.completion_tokens, {**attributes, genai.TOKEN_TYPE: "output"})
             if record.stream and record.ttft is not None:
                 self.first_chunk.record(max(0.0, record.ttft - (attempt.start - record.start)), attributes)
+
+
+async def _run_within(work: Callable[[], object], seconds: float, what: str) -> None:
+    """Run blocking ``work`` in a daemon thread and wait for it at most ``seconds``; then leave it behind."""
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("%s failed at shutdown", what)
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name="telemetry-shutdown", daemon=True).start()
+    if not await asyncio.to_thread(finished.wait, seconds):
+        log.warning("%s did not finish within %.0f s at shutdown; not waiting for it", what, seconds)

@@ -38,7 +38,8 @@ _CONTENT = re.compile(
     r"([\"'](?:content|prompt|input|text|arguments|system)[\"']\s*:\s*)"
     r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
 )
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({})))
+# Standard LogRecord attributes, and uvicorn's ANSI-coloured copy of its message: not extras to print.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"color_message"}
 _MEMO_SIZE = 4096
 _MEMO_MAX_LENGTH = 200
 _memo: dict[str, str] = {}
@@ -129,10 +130,15 @@ def setup_logging(level: str = "INFO", fmt: LogFormat = "json", stream: IO[str] 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # uvicorn writes access lines whenever "uvicorn.access" reaches a handler: kept silent, the gateway's
+    # own request line is the one line per request.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     return handler
 
 

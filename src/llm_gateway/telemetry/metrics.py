@@ -119,6 +119,9 @@ class GatewayMetrics:
             "tokens", "Tokens, by direction (input = prompt, output = completion).", ("model", "provider", "direction")
         )
         self.cache = counter("cache_lookups", "Response-cache lookups, by result (hit or miss).", ("model", "result"))
+        self.cache_errors = counter(
+            "cache_errors", "Response-cache backend failures (each a miss or a skipped write), by kind.", ("kind",)
+        )
         self.fallbacks = counter(
             "fallbacks", "Times a failed deployment was followed by another one.", ("model", "provider")
         )
@@ -134,6 +137,10 @@ class GatewayMetrics:
         )
         self.helicone_sent = Counter(f"{PREFIX}_helicone_sent", "Logs Helicone accepted.", registry=registry)
         self.helicone_dropped = counter("helicone_dropped", "Helicone logs given up on, by reason.", ("reason",))
+
+    def cache_error(self, kind: str) -> None:
+        """The response cache's ``on_error``: its backend failed (timeout, unavailable, ...) and it failed open."""
+        self.cache_errors(kind).inc()
 
     def observe(self, record: RequestRecord) -> None:
         """Every counter and histogram for one finished request."""

@@ -22,9 +22,12 @@ _TRACE_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 
 
 class ServerSpanMiddleware:
-    def __init__(self, app: ASGIApp, tracer: trace.Tracer) -> None:
+    def __init__(self, app: ASGIApp, tracer: trace.Tracer, routes: frozenset[str] = frozenset()) -> None:
+        """``routes``: fixed paths that are their own route, for answers given ahead of the router (which
+        otherwise names the route in ``scope["route"]``)."""
         self.app = app
         self.tracer = tracer
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,12 +65,14 @@ class ServerSpanMiddleware:
             status = status or 500
             raise
         finally:
-            _finish(span, scope, method, status)
+            _finish(span, scope, method, status, self.routes)
             context.detach(token)
 
 
-def _finish(span: trace.Span, scope: Scope, method: str, status: int) -> None:
+def _finish(span: trace.Span, scope: Scope, method: str, status: int, routes: frozenset[str]) -> None:
     route = getattr(scope.get("route"), "path", None)
+    if route is None and scope.get("path") in routes:
+        route = scope["path"]
     if isinstance(route, str):
         span.update_name(f"{method} {route}")
         span.set_attribute("http.route", route)

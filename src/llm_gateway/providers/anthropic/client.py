@@ -108,7 +108,7 @@ class AnthropicProvider:
                 response.release()
                 raise
         translator = AnthropicStreamTranslator(model=model, created=int(time.time()), include_usage=include_usage)
-        return AnthropicStream(self.name, response, translator, deadline)
+        return AnthropicStream(self.name, response, translator, deadline, secret=self._secret)
 
     def _rejected(self, status: int, raw: bytes) -> ProviderRejected:
         try:
@@ -132,12 +132,19 @@ class AnthropicStream:
     """Anthropic's SSE events -> OpenAI chunk payloads, translated event by event as they arrive."""
 
     def __init__(
-        self, provider: str, response: aiohttp.ClientResponse, translator: AnthropicStreamTranslator, deadline: float
+        self,
+        provider: str,
+        response: aiohttp.ClientResponse,
+        translator: AnthropicStreamTranslator,
+        deadline: float,
+        *,
+        secret: str = "",
     ) -> None:
         self._provider = provider
         self._response = response
         self._translator = translator
         self._deadline = deadline
+        self._secret = secret  # an error event that echoes our key must not carry it on to the caller
         self._iterator = self._chunks()
 
     @property
@@ -159,7 +166,15 @@ class AnthropicStream:
                     ) from None
                 if not isinstance(data, dict):
                     raise UpstreamStreamError(f"{self._provider} sent an invalid stream event", provider=self._provider)
-                for chunk in self._translator.feed(event.event, data):
+                try:
+                    chunks = self._translator.feed(event.event, data)
+                except UpstreamStreamError as exc:
+                    if not self._secret or self._secret not in exc.message:
+                        raise
+                    raise UpstreamStreamError(
+                        exc.message.replace(self._secret, "***"), provider=self._provider
+                    ) from None
+                for chunk in chunks:
                     yield orjson.dumps(chunk)
                 if self._translator.finished:
                     return

@@ -115,6 +115,8 @@ class AnthropicStreamTranslator:
         partial = delta.get("partial_json")
         if delta.get("type") != "input_json_delta" or not isinstance(partial, str) or not partial:
             return []  # thinking_delta, signature_delta, citations_delta, empty JSON fragments
+        if not isinstance(index, int):
+            return []  # a malformed index (a list, an object) would not even be hashable
         if index in self._json_blocks:
             return [self._chunk({"content": partial})]
         if index not in self._tool_indexes:

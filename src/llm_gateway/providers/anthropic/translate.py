@@ -128,7 +128,8 @@ def _text_part(part: Any, param: str, *, types: tuple[str, ...] = ("text",)) -> 
     text = part.get("text") if part["type"] == "text" else part.get("refusal")
     if not isinstance(text, str):
         raise InvalidRequest("a text content part needs a string 'text'", param=param)
-    return _text_block(text, part) if text else None
+    # Anthropic refuses empty and whitespace-only text blocks ("must contain non-whitespace text").
+    return _text_block(text, part) if text.strip() else None
 
 
 def _text_blocks(content: Any, param: str, *, types: tuple[str, ...] = ("text",)) -> list[TextBlock]:
@@ -136,7 +137,7 @@ def _text_blocks(content: Any, param: str, *, types: tuple[str, ...] = ("text",)
     if content is None:
         return []
     if isinstance(content, str):
-        return [_text_block(content)] if content else []
+        return [_text_block(content)] if content.strip() else []
     if not isinstance(content, list):
         raise InvalidRequest("'content' must be a string or an array of content parts", param=param)
     blocks = [_text_part(part, f"{param}[{i}]", types=types) for i, part in enumerate(content)]
@@ -145,7 +146,7 @@ def _text_blocks(content: Any, param: str, *, types: tuple[str, ...] = ("text",)
 
 def _user_blocks(content: Any, param: str) -> list[ContentBlock]:
     if isinstance(content, str):
-        return [_text_block(content)] if content else []
+        return [_text_block(content)] if content.strip() else []
     if not isinstance(content, list):
         raise InvalidRequest("user 'content' must be a string or an array of content parts", param=param)
     blocks: list[ContentBlock] = []
@@ -224,7 +225,7 @@ def _tool_result_block(message: dict[str, Any], param: str) -> ToolResultBlock:
     block: ToolResultBlock = {"type": "tool_result", "tool_use_id": tool_call_id}
     content = message.get("content")
     if isinstance(content, str):
-        if content:
+        if content.strip():
             block["content"] = content
     elif blocks := _text_blocks(content, f"{param}.content"):
         block["content"] = blocks
