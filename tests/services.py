@@ -45,6 +45,16 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
+def terminate(process: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM, ``grace`` seconds to exit, then SIGKILL: a server never outlives its test."""
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def missing(what: str) -> None:
     """Skip, or fail on CI where nothing may be skipped."""
     message = f"{what} is not available: install it (Debian: apt-get install redis-server postgresql)"
@@ -79,12 +89,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            terminate(self.process, grace=10)
             self.process = None
 
 
@@ -147,12 +152,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=15)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            terminate(self.process, grace=15)
             self.process = None
         if self.datadir:
             shutil.rmtree(self.datadir, ignore_errors=True)
