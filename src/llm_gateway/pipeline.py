@@ -126,7 +126,7 @@ class ChatPipeline:
                 call, completion.usage or self.estimate_usage(call, tokens.completion_text(completion.body))
             )
             self.store_answer(call, completion.body)
-            _describe_answer(call.record, completion.body)
+            describe_answer(call.record, completion.body)
             return Answer(
                 completion.to_bytes(), {**self._headers(call), **_routed_headers(routed.provider, routed.attempts)}
             )
@@ -299,7 +299,8 @@ def _routed_headers(provider: str, attempts: list[Attempt]) -> dict[str, str]:
     return {"x-gateway-provider": provider, "x-gateway-attempts": str(len(attempts))}
 
 
-def _describe_answer(record: RequestRecord, completion: dict[str, Any]) -> None:
+def describe_answer(record: RequestRecord, completion: dict[str, Any]) -> None:
+    """What telemetry reads from an answer (plain or assembled from a stream)."""
     record.response_model = completion.get("model") if isinstance(completion.get("model"), str) else None
     record.response_body = completion
     record.finish_reasons = tuple(

@@ -17,6 +17,7 @@ import orjson
 from llm_gateway import tokens
 from llm_gateway.cache import chunks_to_completion
 from llm_gateway.errors import GatewayError
+from llm_gateway.pipeline import describe_answer
 from llm_gateway.providers.router import RoutedStream
 from llm_gateway.schemas.core import ChunkStream
 
@@ -80,11 +81,8 @@ async def _finish(
     await pipeline.settle(call, usage)
     if finished:
         pipeline.store_answer(call, completion)
-    call.record.response_body = completion or None
-    call.record.finish_reasons = tuple(
-        str(choice["finish_reason"]) for choice in completion.get("choices") or () if choice.get("finish_reason")
-    )
-    call.record.response_model = completion.get("model") if isinstance(completion.get("model"), str) else None
+    if completion:
+        describe_answer(call.record, completion)
     pipeline.finish_record(call)
 
 
