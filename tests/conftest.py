@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from tests.fakes.upstream import FakeProvider
 from tests.harness import GatewayServer
@@ -16,6 +18,17 @@ from tests.services import RedisServer, postgres_service, redis_service
 pytest_plugins = ["tests.fakes.fixtures"]
 
 StartGateway = Callable[..., GatewayServer]
+
+
+# The modules whose async tests run on both event loops: code that touches transports directly, where
+# uvloop's classes differ from asyncio's (the gateway serves on uvloop).
+BOTH_LOOPS = ("test_transport.py",)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], Any]]:
+    if item.path.name in BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture

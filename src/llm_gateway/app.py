@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__, tokens
 from llm_gateway.api import admin, chat, health, metrics, models, usage
@@ -29,7 +30,7 @@ from llm_gateway.api.middleware import BodySizeLimitMiddleware, RequestIdMiddlew
 from llm_gateway.api.responses import error_response
 from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache
-from llm_gateway.errors import FrameworkError, GatewayError, InvalidRequest
+from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.pipeline import ROUTE, ChatPipeline
 from llm_gateway.providers.base import Provider
@@ -117,31 +118,57 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
             gc.freeze()
             yield
 
-    app = FastAPI(
+    app = GatewayApp(
         title="llm-gateway", version=__version__, lifespan=lifespan, description="An OpenAI-compatible LLM gateway."
     )
     for module in (chat, models, usage, admin, health, metrics):
         app.include_router(module.router)
-    app.state.telemetry = telemetry or build_telemetry(config)
+    telemetry = app.state.telemetry = telemetry or build_telemetry(config)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
-    # Innermost: the chat routes answered ahead of FastAPI's router and dependency solving (the hot path).
-    app.add_middleware(chat.ChatFastPath)
+    # Every route but chat: FastAPI's stack with these around it, the admin guard innermost.
     app.add_middleware(admin.AdminGuard, admin_api_key=settings.admin_api_key)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["x-request-id", "x-gateway-provider"],
-        )
+        app.add_middleware(CORSMiddleware, **_cors_options(settings))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
-    # Outermost: the record of a chat request refused before the pipeline, and the server span (when tracing).
-    app.state.telemetry.install(app, routes={"/v1/chat/completions": ROUTE, "/chat/completions": ROUTE})
+    telemetry.install(app)  # outermost: the server span, when tracing
+
+    # The chat routes (the hot path): the same wrappers around a plain ASGI endpoint, ahead of FastAPI.
+    entry: ASGIApp = chat.ChatEndpoint(app.state)
+    if settings.cors_origins:
+        entry = CORSMiddleware(entry, **_cors_options(settings))
+    entry = RequestIdMiddleware(BodySizeLimitMiddleware(entry, max_bytes=settings.max_request_bytes))
+    app.chat_entry = telemetry.wrap(entry, routes={path: ROUTE for path in chat.CHAT_PATHS})
     return app
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with ``POST`` to the chat routes handed to ``chat_entry`` before anything of FastAPI runs."""
+
+    chat_entry: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.chat_entry is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in chat.CHAT_PATHS
+        ):
+            scope["app"] = self
+            await self.chat_entry(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _cors_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "allow_origins": settings.cors_origins,
+        "allow_methods": ["*"],
+        "allow_headers": ["*"],
+        "expose_headers": ["x-request-id", "x-gateway-provider"],
+    }
 
 
 def _limits(settings: Settings, redis: PrefixedRedis | None, ledger: UsageLedger) -> Admission:
@@ -256,7 +283,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             log.debug("client disconnected before the answer was sent")
             return Response(status_code=499)
         log.exception("unhandled error", exc_info=exc)
-        return error_response(GatewayError("The gateway failed to handle the request."))
+        return error_response(InternalError())
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -4,6 +4,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
 ``type``/``code`` and whether a fallback to the next deployment may cure it::
 
     GatewayError                      500 api_error
+    ├── InternalError                 500 internal_error        (a bug: never the caller's fault)
     ├── InvalidRequest                400 invalid_request_error
     │   ├── RequestTooLarge           413
     │   └── ModelNotFound             404 model_not_found
@@ -114,6 +115,15 @@ class RateLimited(GatewayError):
 class QuotaExceeded(RateLimited):
     type = "insufficient_quota"
     code = "insufficient_quota"
+
+
+class InternalError(GatewayError):
+    """What a caller sees of an unexpected exception: never its message, which may hold anything."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str = "The gateway failed to handle the request.") -> None:
+        super().__init__(message)
 
 
 class ServiceUnavailable(GatewayError):

@@ -19,7 +19,7 @@ import orjson
 from llm_gateway import tokens
 from llm_gateway.auth.identity import Identity
 from llm_gateway.cache import ResponseCache, cache_key, completion_to_chunks, is_cacheable, is_complete
-from llm_gateway.errors import Attempt, GatewayError
+from llm_gateway.errors import Attempt, GatewayError, InternalError
 from llm_gateway.limits import Admission, Ticket
 from llm_gateway.providers.router import Router
 from llm_gateway.schemas.core import ChatRequest, Usage
@@ -133,6 +133,9 @@ class ChatPipeline:
         except GatewayError as exc:
             await self.fail(call, exc)
             raise
+        except Exception:  # a bug: the request still ends as a 500, its reservation released, in the ledger
+            await self.fail(call, InternalError())
+            raise
         finally:
             self.finish_record(call)
 
@@ -152,8 +155,8 @@ class ChatPipeline:
             body = self._upstream_body(call)
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
             routed = await self.router.stream(body, chat.model, self._attempts(call))
-        except GatewayError as exc:
-            await self.fail(call, exc)
+        except Exception as exc:
+            await self.fail(call, exc if isinstance(exc, GatewayError) else InternalError())
             self.finish_record(call)
             raise
         call.record.provider, call.record.upstream_model = routed.provider, routed.model

@@ -83,8 +83,8 @@ def test_a_broken_200_answer_falls_back(
 def test_a_body_that_stalls_mid_answer_falls_back_within_the_attempt_timeout(
     gateway: GatewayServer, fakes: dict[str, FakeProvider], faulty: str
 ) -> None:
-    """Protection: the attempt timeout also bounds every read of a non-stream body (aiohttp's
-    ``sock_read``), not only the first byte: headers and half the JSON arrive, then silence."""
+    """Protection: the attempt timeout also bounds every read of a non-stream body (the
+    transport's gap between reads), not only the first byte: headers and half the JSON arrive, then silence."""
     play_on(fakes, faulty, Stall(after_chunks=0, seconds=10))
     response, elapsed = post(gateway, {"model": "gpt-4o-mini", "messages": MESSAGES})
     assert_answered_by(response, NEXT[faulty], attempts=2 if faulty == "openai" else 3)

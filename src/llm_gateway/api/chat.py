@@ -8,13 +8,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.datastructures import Address, Headers, State
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from llm_gateway.api.deps import resolve_identity
 from llm_gateway.api.responses import error_response
-from llm_gateway.errors import GatewayError, PermissionDenied, UpstreamStreamError
+from llm_gateway.auth.identity import Identity
+from llm_gateway.auth.service import AuthService
+from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamStreamError
 from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.schemas.core import ChatRequest
 from llm_gateway.schemas.openai import ChatCompletion, ErrorEnvelope, parse_chat_request
 
 log = logging.getLogger(__name__)
@@ -43,18 +46,18 @@ CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion(request: Request) -> Response:
-    """Documents the route; requests are answered by ``ChatFastPath`` with the same ``answer_chat``."""
+    """Documents the route; requests are answered by ``ChatEndpoint``, ahead of FastAPI."""
     return await answer_chat(request)
 
 
 async def answer_chat(request: Request) -> Response:
-    identity = await resolve_identity(request)
-    chat = parse_chat_request(await request.body())
-    if not identity.may_use(chat.model):
-        raise PermissionDenied(f"This API key may not use the model '{chat.model}'.", param="model")
-    pipeline: ChatPipeline = request.app.state.pipeline
+    """The whole answer to one chat request, as a Starlette response (the documented route's body)."""
+    state = request.app.state
+    request_state: dict[str, Any] = request.scope["state"]
+    chat, identity = await _admit_request(state, request_state, request.headers, request.client, await request.body())
     request_id: str = request.scope["state"]["request_id"]
     cache_control = request.headers.get("cache-control")
+    pipeline: ChatPipeline = state.pipeline
     if chat.stream:
         answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
         return SSEResponse(frame_sse(answer.chunks), headers={**SSE_HEADERS, **answer.headers})
@@ -62,29 +65,84 @@ async def answer_chat(request: Request) -> Response:
     return Response(result.body, media_type="application/json", headers=result.headers)
 
 
-class ChatFastPath:
-    """Answers the chat routes ahead of FastAPI's router, dependency solving and exception middleware.
+async def _admit_request(
+    state: State, request_state: dict[str, Any], headers: Headers, client: Address | None, body: bytes
+) -> tuple[ChatRequest, Identity]:
+    """Who is calling (401 first, before the body is looked at), what they ask, and whether they may.
 
-    Those cost about 400 µs a request (bench/README.md), more than the rest of the gateway's own
-    work; every other route still goes through FastAPI. Errors render exactly as FastAPI's
-    handlers would render them (``error_response``).
+    The identity is kept in the request's state for the telemetry of a request refused later on."""
+    auth: AuthService = state.auth
+    identity = await auth.resolver.resolve(headers, client.host if client else None)
+    request_state["identity"] = identity
+    chat = parse_chat_request(body)
+    if not identity.may_use(chat.model):
+        raise PermissionDenied(f"This API key may not use the model '{chat.model}'.", param="model")
+    return chat, identity
+
+
+class ChatEndpoint:
+    """The chat routes as a plain ASGI app, served ahead of FastAPI (``GatewayApp.__call__``).
+
+    FastAPI's and Starlette's machinery (the middleware stack, router, dependency solving, request
+    and response objects) cost more per request than the rest of the gateway's own work
+    (bench/README.md); every other route still goes through them. The few wrappers a chat request
+    needs (request id, body-size limit, CORS, telemetry) are composed around this in ``create_app``.
+    Errors render exactly as FastAPI's handlers would render them (``error_response``).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, state: State) -> None:
+        self.state = state  # the app's state: the pipeline and auth exist once the lifespan has run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in CHAT_PATHS or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
         try:
-            response = await answer_chat(request)
+            await self._answer(scope, receive, send)
         except GatewayError as exc:
-            response = error_response(exc)
+            await error_response(exc)(scope, receive, send)
         except ClientDisconnect:
             return  # the caller is gone: nobody to answer
-        await response(scope, receive, send)
+        except Exception:
+            log.exception("unhandled error")
+            await error_response(InternalError())(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        body = await _read_body(receive)
+        client = scope.get("client")
+        request_state: dict[str, Any] = scope["state"]
+        chat, identity = await _admit_request(
+            self.state, request_state, headers, Address(*client) if client else None, body
+        )
+        request_id: str = request_state["request_id"]
+        pipeline: ChatPipeline = self.state.pipeline
+        cache_control = headers.get("cache-control")
+        if chat.stream:
+            answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
+            response = SSEResponse(frame_sse(answer.chunks), headers={**SSE_HEADERS, **answer.headers})
+            await response(scope, receive, send)
+            return
+        result = await pipeline.complete(chat, identity, request_id=request_id, cache_control=cache_control)
+        raw_headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(result.body))]
+        raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in result.headers.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": result.body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request body (its size is bounded by ``BodySizeLimitMiddleware``, outside this app)."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class SSEResponse(StreamingResponse):

@@ -10,19 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from llm_gateway.errors import ProviderProtocolError, ProviderRejected, UpstreamStreamError
-from llm_gateway.providers.http import (
-    attempt_timeout,
-    check_deadline,
-    is_event_stream,
-    iter_sse,
-    map_transport_errors,
-    new_session,
-    read_limited,
-)
+from llm_gateway.providers.http import check_deadline, is_event_stream, iter_sse, map_transport_errors, read_limited
+from llm_gateway.providers.transport import HttpTransport, UpstreamResponse
 from llm_gateway.schemas.core import Completion, Usage
 from llm_gateway.settings import ProviderConfig
 
@@ -30,29 +22,31 @@ from llm_gateway.settings import ProviderConfig
 class OpenAICompatProvider:
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
-        self._url = f"{config.base_url}/chat/completions"
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
-        self._headers = {
+        headers = {
             "Authorization": f"Bearer {self._secret}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             **config.headers,
         }
-        self._stream_headers = {**self._headers, "Accept": "text/event-stream"}
-        self._session = new_session()
+        self._transport = HttpTransport(config.base_url)
+        path = "/chat/completions"
+        self._head = self._transport.request_head(path, headers)
+        self._stream_head = self._transport.request_head(path, {**headers, "Accept": "text/event-stream"})
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._transport.aclose()
 
     async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
         payload = orjson.dumps({**body, "model": model})
         with map_transport_errors(self.name):
-            async with self._session.post(
-                self._url, data=payload, headers=self._headers, timeout=attempt_timeout(timeout)
-            ) as response:
+            response = await self._transport.post(self._head, payload, timeout=timeout)
+            try:
                 if response.status >= 400:
                     raise self._rejected(response.status, await read_limited(response))
                 raw = await response.read()
+            finally:
+                response.release()
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -68,9 +62,7 @@ class OpenAICompatProvider:
     async def chat_stream(self, body: dict[str, Any], model: str, *, timeout: float, deadline: float) -> OpenAIStream:
         payload = orjson.dumps({**body, "model": model, "stream": True})
         with map_transport_errors(self.name):
-            response = await self._session.post(
-                self._url, data=payload, headers=self._stream_headers, timeout=attempt_timeout(timeout)
-            )
+            response = await self._transport.post(self._stream_head, payload, timeout=timeout)
             try:
                 if response.status >= 400:
                     raise self._rejected(response.status, await read_limited(response))
@@ -113,7 +105,7 @@ def _str_or_none(value: Any) -> str | None:
 class OpenAIStream:
     """Relays the upstream's chunk payloads as they come; watches for usage, errors and the end."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, deadline: float, *, secret: str = "") -> None:
+    def __init__(self, provider: str, response: UpstreamResponse, deadline: float, *, secret: str = "") -> None:
         self._provider = provider
         self._response = response
         self._deadline = deadline

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.trace import SpanProcessor
     from starlette.applications import Starlette
+    from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,16 @@ class Telemetry:
             from llm_gateway.telemetry.server_span import ServerSpanMiddleware
 
             app.add_middleware(ServerSpanMiddleware, tracer=self._tracer, routes=frozenset(routes or ()))
+
+    def wrap(self, app: ASGIApp, *, routes: Mapping[str, str]) -> ASGIApp:
+        """``app`` inside the same two wrappers ``install`` adds: for an entry served outside the Starlette
+        stack (the chat routes), so its requests are recorded and traced like every other."""
+        wrapped: ASGIApp = EarlyRefusalRecorder(app, telemetry=self, routes=dict(routes))
+        if self._tracer is not None:
+            from llm_gateway.telemetry.server_span import ServerSpanMiddleware
+
+            wrapped = ServerSpanMiddleware(wrapped, tracer=self._tracer, routes=frozenset(routes))
+        return wrapped
 
     async def start(self) -> None:
         if self.helicone is not None:

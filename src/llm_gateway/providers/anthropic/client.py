@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from llm_gateway.errors import ProviderProtocolError, ProviderRejected, UpstreamStreamError
@@ -21,15 +20,8 @@ from llm_gateway.providers.anthropic.translate import (
     to_anthropic_request,
 )
 from llm_gateway.providers.anthropic.wire import API_VERSION
-from llm_gateway.providers.http import (
-    attempt_timeout,
-    check_deadline,
-    is_event_stream,
-    iter_sse,
-    map_transport_errors,
-    new_session,
-    read_limited,
-)
+from llm_gateway.providers.http import check_deadline, is_event_stream, iter_sse, map_transport_errors, read_limited
+from llm_gateway.providers.transport import HttpTransport, UpstreamResponse
 from llm_gateway.schemas.core import Completion, Usage
 from llm_gateway.settings import ProviderConfig
 
@@ -44,33 +36,34 @@ _ERROR_TYPES = {
 class AnthropicProvider:
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
-        self._url = f"{config.base_url}/v1/messages"
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
         self._default_max_tokens = config.default_max_tokens
-        self._headers = {
+        headers = {
             "x-api-key": self._secret,
             "anthropic-version": API_VERSION,
             "content-type": "application/json",
             "accept": "application/json",
             **config.headers,
         }
-        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
-        self._session = new_session()
+        self._transport = HttpTransport(config.base_url)
+        self._head = self._transport.request_head("/v1/messages", headers)
+        self._stream_head = self._transport.request_head("/v1/messages", {**headers, "accept": "text/event-stream"})
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._transport.aclose()
 
     async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
         payload = orjson.dumps(
             to_anthropic_request({**body, "stream": False}, model, default_max_tokens=self._default_max_tokens)
         )
         with map_transport_errors(self.name):
-            async with self._session.post(
-                self._url, data=payload, headers=self._headers, timeout=attempt_timeout(timeout)
-            ) as response:
+            response = await self._transport.post(self._head, payload, timeout=timeout)
+            try:
                 if response.status >= 400:
                     raise self._rejected(response.status, await read_limited(response))
                 raw = await response.read()
+            finally:
+                response.release()
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -92,9 +85,7 @@ class AnthropicProvider:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         with map_transport_errors(self.name):
-            response = await self._session.post(
-                self._url, data=orjson.dumps(request), headers=self._stream_headers, timeout=attempt_timeout(timeout)
-            )
+            response = await self._transport.post(self._stream_head, orjson.dumps(request), timeout=timeout)
             try:
                 if response.status >= 400:
                     raise self._rejected(response.status, await read_limited(response))
@@ -134,7 +125,7 @@ class AnthropicStream:
     def __init__(
         self,
         provider: str,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         translator: AnthropicStreamTranslator,
         deadline: float,
         *,

@@ -1,0 +1,287 @@
+"""The pooled HTTP/1.1 transport against raw loopback servers that answer with exact bytes.
+
+Each server is an ``asyncio`` server whose handler reads one request head and body at a time and
+writes whatever the test scripts, so framing (Content-Length, chunked, close-delimited), keep-alive,
+stale connections, cuts, garbage and silence are all real socket behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from llm_gateway.errors import ProviderProtocolError, ProviderTimeout, ProviderUnreachable
+from llm_gateway.providers.http import iter_sse, map_transport_errors
+from llm_gateway.providers.transport import HttpTransport
+
+pytestmark = pytest.mark.integration
+# Every test here runs on both loops (``pytest_asyncio_loop_factories`` in conftest.py): the gateway serves
+# on uvloop, whose transports are not asyncio's classes.
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+
+
+class RawServer:
+    """Counts connections and requests; ``answer`` writes the response and says whether to keep the connection."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                if not await self.answer(reader, writer, body):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serving(answer: Answer) -> AsyncIterator[tuple[RawServer, HttpTransport]]:
+    raw = RawServer(answer)
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
+    raw.port = server.sockets[0].getsockname()[1]
+    transport = HttpTransport(f"http://127.0.0.1:{raw.port}/v1")
+    try:
+        yield raw, transport
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+def head(transport: HttpTransport) -> bytes:
+    return transport.request_head("/chat/completions", {"Authorization": "Bearer sk-test", "Accept": "*/*"})
+
+
+async def post_and_read(transport: HttpTransport, body: bytes = b'{"a":1}', timeout: float = 2.0) -> tuple[int, bytes]:
+    with map_transport_errors("openai"):
+        response = await transport.post(head(transport), body, timeout=timeout)
+        try:
+            return response.status, await response.read()
+        finally:
+            response.release()
+
+
+async def echo_with_length(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+    writer.write(HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+    return True
+
+
+async def test_a_request_goes_out_as_http11_with_its_head_and_body() -> None:
+    async with serving(echo_with_length) as (server, transport):
+        status, body = await post_and_read(transport, b'{"model":"m"}')
+    assert (status, body) == (200, b'{"model":"m"}')
+    request = server.requests[0]
+    assert request.startswith(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % server.port)
+    assert b"Authorization: Bearer sk-test\r\n" in request
+    assert request.endswith(b'Content-Length: 13\r\n\r\n{"model":"m"}')
+
+
+async def test_connections_are_kept_alive_and_reused() -> None:
+    async with serving(echo_with_length) as (server, transport):
+        for index in range(20):
+            assert await post_and_read(transport, b"%d" % index) == (200, b"%d" % index)
+    assert server.connections == 1 and len(server.requests) == 20
+
+
+async def test_concurrent_requests_each_get_a_connection_without_a_cap() -> None:
+    async def slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        await asyncio.sleep(0.05)
+        return await echo_with_length(reader, writer, body)
+
+    async with serving(slow_echo) as (server, transport):
+        answers = await asyncio.gather(*(post_and_read(transport, b"%d" % i) for i in range(100)))
+        assert answers == [(200, b"%d" % i) for i in range(100)]
+        assert server.connections == 100
+        await asyncio.gather(*(post_and_read(transport) for _ in range(100)))  # the pool serves them all again
+        assert server.connections == 100
+
+
+async def test_a_chunked_body_is_reassembled() -> None:
+    async def chunked(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+        for part in (b'{"choices":', b"[]", b"}"):
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with serving(chunked) as (server, transport):
+        assert await post_and_read(transport) == (200, b'{"choices":[]}')
+        assert await post_and_read(transport) == (200, b'{"choices":[]}')
+    assert server.connections == 1
+
+
+async def test_a_body_delimited_by_close_ends_with_the_connection() -> None:
+    async def close_delimited(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(HEAD + b"Connection: close\r\n\r\n" + b'{"ok":true}')
+        await writer.drain()
+        return False
+
+    async with serving(close_delimited) as (server, transport):
+        assert await post_and_read(transport) == (200, b'{"ok":true}')
+        assert await post_and_read(transport) == (200, b'{"ok":true}')
+    assert server.connections == 2  # "Connection: close": never reused
+
+
+async def test_a_gzipped_body_is_decompressed() -> None:
+    async def gzipped(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        packed = gzip.compress(b'{"text":"' + b"x" * 5000 + b'"}')
+        writer.write(HEAD + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(packed), packed))
+        return True
+
+    async with serving(gzipped) as (_, transport):
+        status, body = await post_and_read(transport)
+    assert status == 200 and body == b'{"text":"' + b"x" * 5000 + b'"}'
+
+
+async def test_a_pooled_connection_closed_by_the_upstream_is_replaced_without_an_error() -> None:
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        await echo_with_length(reader, writer, body)
+        return False  # the upstream closes every connection after one answer, without saying so
+
+    async with serving(answer_once) as (server, transport):
+        for index in range(5):
+            await asyncio.sleep(0.02)  # the close reaches the idle connection first
+            assert await post_and_read(transport, b"%d" % index) == (200, b"%d" % index)
+    assert server.connections == 5
+
+
+async def test_a_stale_connection_seen_only_on_write_is_retried_once() -> None:
+    """The close has not been noticed when the connection is taken from the pool: the request fails on it
+    with no byte of answer, and goes out again on a new connection (the upstream never processed it)."""
+
+    async def answer_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        if body == b"first":
+            return await echo_with_length(reader, writer, body)
+        return False  # read the request, drop the connection without answering
+
+    async with serving(answer_then_drop) as (server, transport):
+        assert await post_and_read(transport, b"first") == (200, b"first")
+        with pytest.raises(ProviderUnreachable):
+            # a second request on the reused connection is dropped, and so is the retry: an error, not a hang
+            await post_and_read(transport, b"second")
+    assert server.connections == 2
+
+
+async def test_a_connection_cut_mid_body_is_unreachable_not_a_short_answer() -> None:
+    async def cut(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(HEAD + b"Content-Length: 100\r\n\r\n" + b'{"choices":')
+        await writer.drain()
+        return False
+
+    async with serving(cut) as (_, transport):
+        with pytest.raises(ProviderUnreachable, match="mid-answer"):
+            await post_and_read(transport)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"<html>not http</html>\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n", b"HTTP/1.1 abc\r\n\r\n"],
+)
+async def test_bytes_that_are_not_http_are_a_protocol_error(garbage: bytes) -> None:
+    async def send_garbage(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(garbage)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        return False
+
+    async with serving(send_garbage) as (_, transport):
+        with pytest.raises(ProviderProtocolError):
+            await post_and_read(transport)
+
+
+async def test_silence_before_the_answer_times_out() -> None:
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        await asyncio.sleep(5)
+        return False
+
+    async with serving(silent) as (_, transport):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ProviderTimeout):
+            await post_and_read(transport, timeout=0.3)
+        assert 0.3 <= asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_the_timeout_bounds_each_gap_not_the_whole_body() -> None:
+    """Bytes every 0.1 s for 0.6 s with a 0.3 s timeout: answered; then a 0.6 s gap: timed out."""
+
+    async def trickle(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        gap = 0.6 if body == b"gap" else 0.1
+        writer.write(HEAD + b"Content-Length: 6\r\n\r\n")
+        for byte in b"abcdef":
+            await writer.drain()
+            await asyncio.sleep(gap)
+            writer.write(bytes([byte]))
+        await writer.drain()
+        return True
+
+    async with serving(trickle) as (_, transport):
+        assert await post_and_read(transport, b"steady", timeout=0.3) == (200, b"abcdef")
+        with pytest.raises(ProviderTimeout):
+            await post_and_read(transport, b"gap", timeout=0.3)
+
+
+async def test_an_unreachable_upstream_is_unreachable() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    transport = HttpTransport(f"http://127.0.0.1:{port}")
+    with pytest.raises(ProviderUnreachable, match="could not be reached"):
+        await post_and_read(transport)
+
+
+async def test_read_with_a_limit_returns_the_start_and_drops_the_connection() -> None:
+    async with serving(echo_with_length) as (server, transport):
+        with map_transport_errors("openai"):
+            response = await transport.post(head(transport), b"x" * 1000, timeout=2)
+            assert await response.read(100) == b"x" * 100
+            response.release()
+        assert await post_and_read(transport, b"next") == (200, b"next")
+    assert server.connections == 2
+
+
+async def test_sse_events_are_parsed_however_the_network_cuts_the_bytes() -> None:
+    stream = (
+        b': a comment\r\n\r\nevent: message_start\r\ndata: {"a":1}\r\n\r\ndata: {"b":\ndata: 2}\n\ndata: [DONE]\n\n'
+    )
+
+    async def sse(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        size = int(body)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(stream), size):
+            part = stream[start : start + size]
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with serving(sse) as (_, transport):
+        for size in (1, 2, 3, 7, 1000):
+            response = await transport.post(head(transport), b"%d" % size, timeout=2)
+            events = [(event.event, event.data) async for event in iter_sse(response)]
+            response.release()
+            assert events == [("message_start", b'{"a":1}'), ("message", b'{"b":\n2}'), ("message", b"[DONE]")]
