@@ -279,9 +279,15 @@ def test_protocol_picks_the_exporter_class() -> None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
     from llm_gateway.telemetry.otel import _span_exporters
+    from llm_gateway.telemetry.otlp_spans import DirectOtlpSpanExporter
+
+    assert issubclass(DirectOtlpSpanExporter, HttpExporter)  # the SDK's transport, with a direct encoding
 
     base = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-    for env, expected in ((base, HttpExporter), ({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, GrpcExporter)):
+    for env, expected in (
+        (base, DirectOtlpSpanExporter),
+        ({**base, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, GrpcExporter),
+    ):
         (exporter,) = _span_exporters(env)
         assert type(exporter) is expected
         exporter.shutdown()

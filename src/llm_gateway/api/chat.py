@@ -6,13 +6,19 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import Address, Headers, State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from llm_gateway.api.responses import error_response
+from llm_gateway.api.middleware import (
+    declared_too_large,
+    send_too_large,
+    take_request_id,
+    too_large,
+    with_answer_headers,
+)
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamStreamError
@@ -45,24 +51,9 @@ CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
     responses={200: {"model": ChatCompletion, "content": {"text/event-stream": {}}}, **_ERRORS},
 )
 @router.post("/chat/completions", include_in_schema=False)
-async def create_chat_completion(request: Request) -> Response:
-    """Documents the route; requests are answered by ``ChatEndpoint``, ahead of FastAPI."""
-    return await answer_chat(request)
-
-
-async def answer_chat(request: Request) -> Response:
-    """The whole answer to one chat request, as a Starlette response (the documented route's body)."""
-    state = request.app.state
-    request_state: dict[str, Any] = request.scope["state"]
-    chat, identity = await _admit_request(state, request_state, request.headers, request.client, await request.body())
-    request_id: str = request.scope["state"]["request_id"]
-    cache_control = request.headers.get("cache-control")
-    pipeline: ChatPipeline = state.pipeline
-    if chat.stream:
-        answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
-        return SSEResponse(frame_sse(answer.chunks), headers={**SSE_HEADERS, **answer.headers})
-    result = await pipeline.complete(chat, identity, request_id=request_id, cache_control=cache_control)
-    return Response(result.body, media_type="application/json", headers=result.headers)
+async def create_chat_completion() -> Response:
+    """For /docs and /openapi.json only: ``GatewayApp`` hands these requests to ``ChatEndpoint`` first."""
+    raise InternalError()
 
 
 async def _admit_request(
@@ -85,62 +76,84 @@ class ChatEndpoint:
 
     FastAPI's and Starlette's machinery (the middleware stack, router, dependency solving, request
     and response objects) cost more per request than the rest of the gateway's own work
-    (bench/README.md); every other route still goes through them. The few wrappers a chat request
-    needs (request id, body-size limit, CORS, telemetry) are composed around this in ``create_app``.
-    Errors render exactly as FastAPI's handlers would render them (``error_response``).
+    (bench/README.md); every other route still goes through them. What the middleware does for
+    those (request id, security headers, the body-size limit) is done inline here, with no wrapper
+    per request; CORS (when configured) and telemetry wrap this in ``create_app``. Errors render
+    exactly as FastAPI's handlers render them.
     """
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, *, max_body_bytes: int) -> None:
         self.state = state  # the app's state: the pipeline and auth exist once the lifespan has run
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = take_request_id(scope)
+        if declared_too_large(scope, self.max_body_bytes):
+            await send_too_large(send, self.max_body_bytes, tuple(with_answer_headers([], request_id)))
+            return
         try:
-            await self._answer(scope, receive, send)
+            await self._answer(scope, receive, send, request_id)
         except GatewayError as exc:
-            await error_response(exc)(scope, receive, send)
+            await _send_error(send, exc, request_id)
         except ClientDisconnect:
             return  # the caller is gone: nobody to answer
         except Exception:
             log.exception("unhandled error")
-            await error_response(InternalError())(scope, receive, send)
+            await _send_error(send, InternalError(), request_id)
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
         headers = Headers(scope=scope)
-        body = await _read_body(receive)
+        body = await _read_body(receive, self.max_body_bytes)
         client = scope.get("client")
         request_state: dict[str, Any] = scope["state"]
         chat, identity = await _admit_request(
             self.state, request_state, headers, Address(*client) if client else None, body
         )
-        request_id: str = request_state["request_id"]
         pipeline: ChatPipeline = self.state.pipeline
         cache_control = headers.get("cache-control")
+        request_id_text: str = request_state["request_id"]
         if chat.stream:
-            answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
+            answer = await pipeline.stream(chat, identity, request_id=request_id_text, cache_control=cache_control)
             response = SSEResponse(frame_sse(answer.chunks), headers={**SSE_HEADERS, **answer.headers})
+            response.raw_headers = with_answer_headers(response.raw_headers, request_id)
             await response(scope, receive, send)
             return
-        result = await pipeline.complete(chat, identity, request_id=request_id, cache_control=cache_control)
-        raw_headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(result.body))]
-        raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in result.headers.items()]
-        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": result.body})
+        result = await pipeline.complete(chat, identity, request_id=request_id_text, cache_control=cache_control)
+        await _send_json(send, 200, result.body, result.headers, request_id)
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The request body (its size is bounded by ``BodySizeLimitMiddleware``, outside this app)."""
+async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str], request_id: bytes) -> None:
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    raw_headers = with_answer_headers(raw_headers, request_id)
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, error: GatewayError, request_id: bytes) -> None:
+    await _send_json(send, error.status_code, error.body(), error.headers(), request_id)
+
+
+async def _read_body(receive: Receive, max_bytes: int) -> bytes:
+    """The request body; 413 once more than ``max_bytes`` have arrived (a body sent without Content-Length)."""
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientDisconnect()
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
+        if len(body) > max_bytes:
+            raise too_large(max_bytes)
         return body
-    chunks = [body]
+    chunks, received = [body], len(body)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > max_bytes:
+            raise too_large(max_bytes)
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 

@@ -6,19 +6,13 @@ buffer a streamed answer.
 
 from __future__ import annotations
 
-import os
-import random
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.errors import RequestTooLarge
+from llm_gateway.ids import new_id_bytes
 
-# Request ids need uniqueness, not secrecy: a private generator (cheaper than uuid4, and it leaves the
-# global ``random`` state alone), reseeded in every forked worker.
-_request_ids = random.Random()
-os.register_at_fork(after_in_child=_request_ids.seed)
-_random_bits = _request_ids.getrandbits
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 # On every answer: an API's answers are never to be sniffed as another type, framed, or leak a Referer.
 SECURITY_HEADERS = (
@@ -46,24 +40,43 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value if _SAFE_REQUEST_ID.match(value) else b""
-                break
-        if not request_id:
-            request_id = b"%032x" % _random_bits(128)  # as unique as uuid4().hex, several times cheaper
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        request_id = take_request_id(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), (b"x-request-id", request_id), *SECURITY_HEADERS]
-                if not any(name.lower() == b"cache-control" for name, _ in headers):
-                    headers.append(NO_STORE)
-                message["headers"] = headers
+                message["headers"] = with_answer_headers(list(message.get("headers", ())), request_id)
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def take_request_id(scope: Scope) -> bytes:
+    """The caller's well-formed ``x-request-id``, or a new one; also put in ``scope['state']``."""
+    request_id = b""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            request_id = value if _SAFE_REQUEST_ID.match(value) else b""
+            break
+    if not request_id:
+        request_id = new_id_bytes()
+    scope.setdefault("state", {})["request_id"] = request_id.decode()
+    return request_id
+
+
+def with_answer_headers(headers: list[tuple[bytes, bytes]], request_id: bytes) -> list[tuple[bytes, bytes]]:
+    """``headers`` plus what every answer carries: the request id, the security headers, no-store by default."""
+    headers += ((b"x-request-id", request_id), *SECURITY_HEADERS)
+    if not any(name.lower() == b"cache-control" for name, _ in headers):
+        headers.append(NO_STORE)
+    return headers
+
+
+def declared_too_large(scope: Scope, max_bytes: int) -> bool:
+    """Whether the Content-Length alone rules the body out (or is not a number)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return not value.isdigit() or int(value) > max_bytes
+    return False
 
 
 class BodySizeLimitMiddleware:
@@ -77,12 +90,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await _send_too_large(send, self.max_bytes)
-                    return
-                break
+        if declared_too_large(scope, self.max_bytes):
+            await send_too_large(send, self.max_bytes)
+            return
         received = 0
 
         async def limited_receive() -> Message:
@@ -91,18 +101,19 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _too_large(self.max_bytes)
+                    raise too_large(self.max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)
 
 
-def _too_large(max_bytes: int) -> RequestTooLarge:
+def too_large(max_bytes: int) -> RequestTooLarge:
     return RequestTooLarge(f"The request body exceeds the limit of {max_bytes} bytes.")
 
 
-async def _send_too_large(send: Send, max_bytes: int) -> None:
-    body = _too_large(max_bytes).body()
+async def send_too_large(send: Send, max_bytes: int, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """413 before the body is read: the connection closes, as the unread body cannot be skipped cheaply."""
+    body = too_large(max_bytes).body()
     await send(
         {
             "type": "http.response.start",
@@ -111,6 +122,7 @@ async def _send_too_large(send: Send, max_bytes: int) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *extra_headers,
             ],
         }
     )

@@ -6,7 +6,6 @@ Ticket or raises the refusal, so the memory and Redis backends answer identicall
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from typing import Protocol
 
 from llm_gateway import errors
 from llm_gateway.auth.identity import Identity
+from llm_gateway.ids import new_id
 from llm_gateway.limits import budget, rate
 from llm_gateway.limits.budget import Balance, BudgetScope, ScopeKind
 from llm_gateway.schemas.core import Usage
@@ -42,7 +42,8 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class LimitState:
     """What the ``x-ratelimit-*`` headers say. The ``tokens`` pair is the monthly budget that binds."""
 
@@ -134,7 +135,8 @@ class TokenBudgetExceeded(errors.QuotaExceeded):
         return {**self.state.headers(), **super().headers()}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class Plan:
     """One admission's inputs, resolved once: the clock read, the month, the window, the scopes."""
 
@@ -177,7 +179,7 @@ class Plan:
             elapsed_ms=elapsed,
             window_ms=window_ms,
             scopes=tuple(scopes),
-            ticket_id=uuid.uuid4().hex,
+            ticket_id=new_id(),
         )
 
     def counts(self, current: int, previous: int) -> rate.WindowCounts:
@@ -208,7 +210,8 @@ class Plan:
         )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class Outcome:
     """A backend's verdict. ``current`` counts this request when admitted; ``balances`` follow ``plan.scopes``."""
 

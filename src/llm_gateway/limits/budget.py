@@ -53,7 +53,8 @@ class BudgetScope:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class Balance:
     """A scope's counters for the month. ``reserved`` is held by requests in flight."""
 

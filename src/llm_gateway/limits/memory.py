@@ -41,12 +41,23 @@ class _Counter:
     used: int
     reserved: int = 0
     holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # ticket id -> (tokens, deadline ms)
+    # No hold expires before this (a lower bound): the scan of every hold runs only when one may have.
+    earliest_deadline: int = 0
+
+    def hold(self, ticket_id: str, tokens: int, deadline: int) -> None:
+        self.reserved += tokens
+        self.holds[ticket_id] = (tokens, deadline)
+        if not self.earliest_deadline or deadline < self.earliest_deadline:
+            self.earliest_deadline = deadline
 
     def reclaim(self, now_ms: int) -> None:
         """Drop holds whose request can no longer be running (a task that died without settling)."""
+        if not self.holds or now_ms < self.earliest_deadline:
+            return
         for ticket_id in [tid for tid, (_, deadline) in self.holds.items() if deadline <= now_ms]:
             tokens, _ = self.holds.pop(ticket_id)
             self.reserved = max(0, self.reserved - tokens)
+        self.earliest_deadline = min((deadline for _, deadline in self.holds.values()), default=0)
 
     def settle(self, ticket_id: str, charge: int) -> None:
         hold = self.holds.pop(ticket_id, None)
@@ -115,8 +126,7 @@ class MemoryLimits:
             tokens, deadline = plan.prompt_tokens + outcome.cap, plan.now_ms + self._ttl_ms
             window.current += 1
             for counter in counters:
-                counter.reserved += tokens
-                counter.holds[plan.ticket_id] = (tokens, deadline)
+                counter.hold(plan.ticket_id, tokens, deadline)
         return outcome.ticket()
 
     async def settle(self, ticket: Ticket, usage: Usage | None, *, cached: bool = False) -> int:

@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class WindowCounts:
     """An identity's counters at one instant: ``current``/``previous`` window counts, ms into the current window."""
 

@@ -23,7 +23,7 @@ from llm_gateway.telemetry.helicone import HeliconeLogger
 from llm_gateway.telemetry.logs import RequestLog
 from llm_gateway.telemetry.metrics import GatewayMetrics, mark_worker_dead
 from llm_gateway.telemetry.otel import OtelPipeline, setup_otel
-from llm_gateway.telemetry.record import RequestRecord
+from llm_gateway.telemetry.record import AttemptRecord, RequestRecord
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # At shutdown, how long the last OTLP export may hold the process: a dead or slow collector must not
 # keep it past its grace period (each exporter waits OTEL_EXPORTER_OTLP_TIMEOUT, 10 s, per signal).
 OTEL_SHUTDOWN_SECONDS = 5.0
+_MAX_ATTRIBUTE_SETS = 1024  # of GenAI metric attribute sets kept built; model names come from upstreams
+_AttributeSets = tuple[genai.Attributes, genai.Attributes, genai.Attributes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,19 +211,38 @@ class _GenAIMetrics:
             explicit_bucket_boundaries_advisory=genai.DURATION_BUCKETS,
         )
 
+        # The attribute sets repeat from request to request (provider, model, answer model or error kind):
+        # built once each, with their input/output token variants. The SDK copies what it keeps.
+        self._attributes: dict[tuple[str, str, str | None, str | None], _AttributeSets] = {}
+
+    def _sets(self, attempt: AttemptRecord, response_model: str | None) -> _AttributeSets:
+        error = genai.error_kind(attempt.status, attempt.error) if attempt.error is not None else None
+        key = (attempt.provider, attempt.model, response_model, error)
+        sets = self._attributes.get(key)
+        if sets is None:
+            if len(self._attributes) >= _MAX_ATTRIBUTE_SETS:
+                self._attributes.clear()
+            base = genai.metric_attributes(attempt, response_model)
+            sets = self._attributes[key] = (
+                base,
+                {**base, genai.TOKEN_TYPE: "input"},
+                {**base, genai.TOKEN_TYPE: "output"},
+            )
+        return sets
+
     def record(self, record: RequestRecord) -> None:
         for attempt in record.attempts:
             answered = attempt.error is None
-            attributes = genai.metric_attributes(
+            attributes, input_attributes, output_attributes = self._sets(
                 attempt, (record.response_model or attempt.model) if answered else None
             )
             self.duration.record(attempt.duration, attributes)
             if not answered:
                 continue
             if record.prompt_tokens is not None:
-                self.tokens.record(record.prompt_tokens, {**attributes, genai.TOKEN_TYPE: "input"})
+                self.tokens.record(record.prompt_tokens, input_attributes)
             if record.completion_tokens is not None:
-                self.tokens.record(record.completion_tokens, {**attributes, genai.TOKEN_TYPE: "output"})
+                self.tokens.record(record.completion_tokens, output_attributes)
             if record.stream and record.ttft is not None:
                 self.first_chunk.record(max(0.0, record.ttft - (attempt.start - record.start)), attributes)
 

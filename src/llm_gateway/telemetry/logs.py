@@ -149,8 +149,13 @@ class RequestLog:
         self._logger = logger or logging.getLogger(REQUEST_LOGGER)
 
     def write(self, record: RequestRecord) -> None:
-        if self._logger.isEnabledFor(logging.INFO):
-            self._logger.info("request", extra={"fields": request_fields(record)})
+        """``logger.info("request", extra=...)`` minus the caller lookup (a walk up the stack per line, for a
+        file and line number no formatter prints): the record is made and handed to the handlers directly."""
+        logger = self._logger
+        if logger.isEnabledFor(logging.INFO):
+            line = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "request", (), None)
+            line.fields = request_fields(record)
+            logger.handle(line)
 
 
 def request_fields(record: RequestRecord) -> dict[str, Any]:

@@ -254,9 +254,9 @@ def _span_exporters(env: Mapping[str, str]) -> list[SpanExporter]:
 
             exporters.append(GrpcSpanExporter(**_exporter_kwargs(env, "TRACES", "grpc")))
         else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+            from llm_gateway.telemetry.otlp_spans import DirectOtlpSpanExporter
 
-            exporters.append(HttpSpanExporter(**_exporter_kwargs(env, "TRACES", "http/protobuf")))
+            exporters.append(DirectOtlpSpanExporter(**_exporter_kwargs(env, "TRACES", "http/protobuf")))
     return exporters
 
 

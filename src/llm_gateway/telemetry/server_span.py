@@ -73,12 +73,14 @@ def _finish(span: trace.Span, scope: Scope, method: str, status: int, routes: fr
     route = getattr(scope.get("route"), "path", None)
     if route is None and scope.get("path") in routes:
         route = scope["path"]
+    attributes: dict[str, str | int] = {}  # one set_attributes call: the SDK locks and validates per call
     if isinstance(route, str):
         span.update_name(f"{method} {route}")
-        span.set_attribute("http.route", route)
+        attributes["http.route"] = route
     if status:
-        span.set_attribute("http.response.status_code", status)
+        attributes["http.response.status_code"] = status
     if status >= 500 or not status:
-        span.set_attribute("error.type", str(status) if status else "incomplete")
+        attributes["error.type"] = str(status) if status else "incomplete"
         span.set_status(Status(StatusCode.ERROR))
+    span.set_attributes(attributes)
     span.end()

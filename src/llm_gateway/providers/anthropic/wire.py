@@ -6,10 +6,11 @@ plain dicts because they come off the wire and are read defensively (the readers
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
+
+from llm_gateway.ids import new_id
 
 API_VERSION = "2023-06-01"  # value of the `anthropic-version` header
 MESSAGES_PATH = "/v1/messages"  # appended to the base URL (`https://api.anthropic.com`)
@@ -98,7 +99,7 @@ class ToolChoice(TypedDict):
 def completion_id(message_id: Any) -> str:
     if isinstance(message_id, str) and message_id:
         return "chatcmpl-" + message_id.removeprefix("msg_")
-    return "chatcmpl-" + uuid.uuid4().hex
+    return "chatcmpl-" + new_id()
 
 
 def finish_reason(stop_reason: Any, *, has_tool_calls: bool) -> str:
