@@ -32,9 +32,10 @@ class GatewayServer:
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(self.config, telemetry=telemetry)
         self._server = uvicorn.Server(
             uvicorn.Config(
-                create_app(self.config, telemetry=telemetry),
+                self.app,
                 log_level="warning",
                 access_log=False,
                 lifespan="on",

@@ -29,6 +29,14 @@ MAX_BODY_BYTES = 64 * 1024 * 1024  # far above any completion; a bigger body is 
 HIGH_WATER_BYTES = 256 * 1024
 
 
+# The header names upstreams send on every answer, decoded once (the rest are decoded as they come).
+_HEADER_NAMES = {
+    spelling: name
+    for name in ("content-type", "content-length", "transfer-encoding", "content-encoding", "connection", "date")
+    for spelling in (name.encode(), name.title().encode())
+}
+
+
 class InvalidResponse(Exception):
     """The upstream's bytes are not a valid HTTP/1.1 response (or one this client will not read)."""
 
@@ -185,7 +193,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         headers: dict[str, str] = {}
         for raw_name, raw_value in zip(self._header_names, self._header_values, strict=True):
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            name = _HEADER_NAMES.get(raw_name) or raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         self.response = UpstreamResponse(self, self._parser.get_status_code(), headers)
 
