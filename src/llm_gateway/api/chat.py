@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.datastructures import Address, Headers, State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
@@ -38,7 +39,7 @@ _DOC = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
     },
 }
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_SSE_RAW_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
 
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
@@ -114,9 +115,7 @@ class ChatEndpoint:
         request_id_text: str = request_state["request_id"]
         if chat.stream:
             answer = await pipeline.stream(chat, identity, request_id=request_id_text, cache_control=cache_control)
-            response = SSEResponse(frame_sse(answer.chunks), headers={**SSE_HEADERS, **answer.headers})
-            response.raw_headers = with_answer_headers(response.raw_headers, request_id)
-            await response(scope, receive, send)
+            await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers, request_id)
             return
         result = await pipeline.complete(chat, identity, request_id=request_id_text, cache_control=cache_control)
         await _send_json(send, 200, result.body, result.headers, request_id)
@@ -158,22 +157,48 @@ async def _read_body(receive: Receive, max_bytes: int) -> bytes:
             return b"".join(chunks)
 
 
-class SSEResponse(StreamingResponse):
-    """A StreamingResponse that always closes its body iterator, so a stream cut by the client
-    runs its clean-up (settlement, the upstream connection's release) at once, not when collected."""
+async def _send_sse(
+    receive: Receive, send: Send, events: AsyncGenerator[bytes, None], headers: dict[str, str], request_id: bytes
+) -> None:
+    """Send framed events as they come; stop at once if the caller disconnects.
 
-    media_type = "text/event-stream"
+    A watcher task waits for ``http.disconnect`` (uvicorn's ``send`` ignores a gone client
+    silently) and cancels this task, so the relay stops reading the upstream. ``events`` is
+    always closed, so a stream cut by the client runs its clean-up (settlement, the upstream
+    connection's release) at once, not when collected. Starlette's StreamingResponse does the
+    same with an AnyIO task group, at several times the cost per stream.
+    """
+    relay = asyncio.current_task()
+    assert relay is not None
+    disconnected = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                await close()
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        relay.cancel()
+
+    watcher = asyncio.create_task(watch())
+    raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), *_SSE_RAW_HEADERS]
+    raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    try:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": with_answer_headers(raw_headers, request_id)}
+        )
+        async for event in events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        relay.uncancel()  # our own cancel: the caller is gone, which ends the request normally
+    finally:
+        watcher.cancel()
+        await events.aclose()
 
 
-async def frame_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def frame_sse(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Frame each chunk as it arrives; a failure after the first byte ends the stream with an error event."""
     try:
         async for chunk in chunks:
