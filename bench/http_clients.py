@@ -1,4 +1,4 @@
-"""Choose the gateway's upstream HTTP client by measurement: httpx.AsyncClient vs aiohttp.ClientSession.
+"""Choose the gateway's upstream HTTP client by measurement: httpx, aiohttp, and the gateway's own transport.
 
 Why: every gateway request makes at least one upstream call, so the client's per-request
 CPU cost and tail latency are paid on the hot path. Rather than pick by habit, this script
@@ -13,8 +13,8 @@ sequential non-streaming POSTs at concurrency 1 (latency). Reported per client a
 req/s, p50/p99 ms, client CPU seconds per 1,000 requests (time.process_time) and the
 upstream's CPU use (from /proc) to show the upstream was not the bottleneck.
 
-    /tmp/probe/bin/python bench/http_clients.py [--requests 20000] [--stream-requests 2000]
-        [--sequential 2000] [--concurrency 64] [--clients httpx,aiohttp]
+    .venv/bin/python bench/http_clients.py [--requests 20000] [--stream-requests 2000]
+        [--sequential 2000] [--concurrency 64] [--clients httpx,aiohttp,transport]
 """
 
 from __future__ import annotations
@@ -159,7 +159,53 @@ class AiohttpClient:
         await self.session.close()
 
 
-CLIENTS: dict[str, Callable[[str, int], BenchClient]] = {"httpx": HttpxClient, "aiohttp": AiohttpClient}
+class TransportClient:
+    """The gateway's own ``HttpTransport`` (asyncio.Protocol + httptools), used as the adapters use it."""
+
+    def __init__(self, url: str, stream_events: int) -> None:
+        from llm_gateway.providers.http import iter_sse
+        from llm_gateway.providers.transport import HttpTransport
+
+        self.iter_sse = iter_sse
+        self.expected = stream_events + 1
+        self.transport = HttpTransport(url.removesuffix("/chat/completions"))
+        self.head = self.transport.request_head("/chat/completions", HEADERS)
+
+    async def complete(self) -> None:
+        response = await self.transport.post(self.head, BODY, timeout=REQUEST_TIMEOUT_S)
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        if response.status != 200:
+            raise RuntimeError(f"status {response.status}")
+        _check_completion(orjson.loads(body))
+
+    async def stream(self) -> None:
+        events, done = 0, False
+        response = await self.transport.post(self.head, STREAM_BODY, timeout=REQUEST_TIMEOUT_S)
+        try:
+            if response.status != 200:
+                raise RuntimeError(f"status {response.status}")
+            async for event in self.iter_sse(response):
+                if event.data == b"[DONE]":
+                    done = True
+                    break
+                orjson.loads(event.data)
+                events += 1
+        finally:
+            response.release()
+        _check_stream(events, done, self.expected)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+CLIENTS: dict[str, Callable[[str, int], BenchClient]] = {
+    "httpx": HttpxClient,
+    "aiohttp": AiohttpClient,
+    "transport": TransportClient,
+}
 
 
 @dataclass
@@ -285,12 +331,12 @@ def _run_client(args: argparse.Namespace, name: str, port: int, upstream_pid: in
 
 
 def _print_table(results: list[Result]) -> None:
-    header = f"{'client':<8} {'scenario':<12} {'requests':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+    header = f"{'client':<9} {'scenario':<12} {'requests':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
     header += f" {'CPU s/1k':>9} {'upstream CPU':>12}"
     print(header)
     print("-" * len(header))
     for r in sorted(results, key=lambda r: (r.scenario, r.client)):
-        line = f"{r.client:<8} {r.scenario:<12} {r.requests:>8} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+        line = f"{r.client:<9} {r.scenario:<12} {r.requests:>8} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
         print(line + f" {r.cpu_s_per_1k:>9.3f} {r.upstream_cpu_pct:>11.0f}%")
 
 
@@ -313,7 +359,9 @@ def orchestrate(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="httpx vs aiohttp against bench/upstream.py")
+    parser = argparse.ArgumentParser(
+        description="httpx vs aiohttp vs the gateway's transport against bench/upstream.py"
+    )
     parser.add_argument("--requests", type=int, default=20_000, help="non-streaming requests at --concurrency")
     parser.add_argument("--stream-requests", type=int, default=2_000, help="streaming requests at --concurrency")
     parser.add_argument("--sequential", type=int, default=2_000, help="non-streaming requests at concurrency 1")
@@ -321,7 +369,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--stream-events", type=int, default=16, help="content chunks per streamed answer")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="upstream delay per answer")
-    parser.add_argument("--clients", default="httpx,aiohttp", help="comma-separated, in run order")
+    parser.add_argument("--clients", default="httpx,aiohttp,transport", help="comma-separated, in run order")
     parser.add_argument("--worker", choices=sorted(CLIENTS), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-pid", type=int, default=0, help=argparse.SUPPRESS)
