@@ -4,10 +4,13 @@ Why: the benchmark says how fast; this says why. It starts the same fake upstrea
 gateway as bench/run.py (gateway on core 0), drives the saturation load (64 connections,
 wrk on core 1), and samples the gateway's main thread with py-spy (also on core 1, in
 ``--nonblocking`` mode so the sampled process is never paused). The collapsed stacks are
-kept, and summarised three ways: self time by package, self time by function, and the
-inclusive time of each step of a request (server, framework, our code, upstream client).
+kept, and summarised: the CPU each thread took (main loop, OTLP export threads, anything
+else, in µs per request), then for the main thread self time by package, self time by
+function, and the inclusive time of each step of a request (server, framework, our code,
+upstream client), and each other busy thread's hottest functions.
 
-    python bench/hotpath_profile.py [--seconds 10] [--rate 200] [--stream] [--speedscope FILE]
+    python bench/hotpath_profile.py [--seconds 10] [--rate 200] [--stream] [--speedscope FILE] \
+        [--gateway-env NAME=VALUE ...]
 
 Needs py-spy (``pip install py-spy``; as root or with ptrace permitted).
 """
@@ -31,6 +34,8 @@ from processes import ProcessGroup, can_pin, default_nice, log, set_autogroup_ni
 
 HERE = Path(__file__).resolve().parent
 MAIN_THREAD_MARK = "Server.run (uvicorn/server.py"
+# py-spy --threads prefixes each stack with ``thread (<tid>): <name>``.
+THREAD_FRAME = re.compile(r"^thread \((?:0x)?[0-9a-fA-F]+\): ?(.*)$")
 # The loop's own frame: a leaf here is time in C under the event loop (epoll, socket I/O,
 # uvloop and httptools internals), which py-spy cannot see into without --native.
 LOOP_LEAF = re.compile(r"^(Runner\.run|run_forever|run_until_complete) \(asyncio/")
@@ -68,6 +73,13 @@ STEPS = (
     ("starlette: Request.body", "Request.body (starlette/"),
     ("logging", "(logging/"),
     ("uuid", "(uuid.py"),
+    ("telemetry: Telemetry.record", "Telemetry.record (llm_gateway/"),
+    ("telemetry: spans (_trace)", "Telemetry._trace (llm_gateway/"),
+    ("telemetry: GenAI metrics", "_GenAIMetrics.record (llm_gateway/"),
+    ("telemetry: request log line", "RequestLog.write (llm_gateway/"),
+    ("telemetry: server span middleware", "ServerSpanMiddleware.__call__ (llm_gateway/"),
+    ("telemetry: Helicone worker", "HeliconeLogger._run (llm_gateway/"),
+    ("opentelemetry SDK (any)", "(opentelemetry/"),
 )
 
 
@@ -85,7 +97,7 @@ def record(bench: Bench, args: argparse.Namespace, raw: Path) -> float:
     load = bench.procs.start("wrk", bench.on_client_core(wrk_argv), stdout_pipe=True)
     time.sleep(3)
     spy = [py_spy(), "record", "--pid", str(gateway.pid), "--duration", str(args.seconds), "--rate", str(args.rate)]
-    spy += ["--nonblocking", "--format", "raw", "--output", str(raw)]
+    spy += ["--nonblocking", "--threads", "--format", "raw", "--output", str(raw)]
     subprocess.run(bench.on_client_core(spy), check=True, capture_output=True, timeout=args.seconds + 60)
     if args.speedscope:
         spy[spy.index("raw")] = "speedscope"
@@ -105,14 +117,52 @@ def py_spy() -> str:
     return found
 
 
-def read_stacks(raw: Path) -> list[tuple[list[str], int]]:
-    """The main thread's stacks (root first) and their sample counts, from py-spy's collapsed format."""
-    stacks = []
+Stacks = list[tuple[list[str], int]]
+
+
+def read_threads(raw: Path) -> dict[str, Stacks]:
+    """Every thread's stacks (root first, the thread frame removed) and sample counts, by thread name.
+
+    Threads of one name are pooled (the SDK's export threads are named). The main thread runs the loop.
+    """
+    threads: dict[str, Stacks] = collections.defaultdict(list)
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if MAIN_THREAD_MARK in stack:
-            stacks.append((stack.split(";"), int(count)))
-    return stacks
+        frames = stack.split(";")
+        name = "?"
+        if frames and (match := THREAD_FRAME.match(frames[0])):
+            name, frames = match.group(1) or "?", frames[1:]
+        if name == "MainThread" or any(MAIN_THREAD_MARK in frame for frame in frames):
+            name = "main (event loop)"  # uvloop's callbacks (protocols, timers) have no Server.run below them
+        threads[name].append((frames, int(count)))
+    return threads
+
+
+def read_stacks(raw: Path) -> Stacks:
+    """The main thread's stacks (root first) and their sample counts, from py-spy's collapsed format."""
+    return read_threads(raw).get("main (event loop)", [])
+
+
+def summarise_threads(threads: dict[str, Stacks], full_core_samples: float, rps: float, top: int) -> str:
+    """Each thread's busy samples as a share of one core and, given the load's req/s, as µs per request.
+
+    py-spy leaves out samples of idle threads (blocked in a wait), so a thread's count is its busy time.
+    """
+    counts = {name: sum(c for _, c in stacks) for name, stacks in threads.items()}
+    lines = ["| thread | samples | % of a core | us/req |", "|---|---:|---:|---:|"]
+    for name, count in sorted(counts.items(), key=lambda item: -item[1]):
+        share = count / full_core_samples if full_core_samples else 0.0
+        per_request = f"{share * 1e6 / rps:.0f}" if rps else "-"
+        lines.append(f"| {name} | {count} | {100 * share:.1f} | {per_request} |")
+    for name, stacks in threads.items():
+        if name == "main (event loop)" or counts[name] < 0.01 * full_core_samples:
+            continue
+        by_function: collections.Counter[str] = collections.Counter()
+        for frames, count in stacks:
+            by_function[_function(frames[-1]) if frames else "?"] += count
+        lines += ["", f"| thread {name}: self time by function (top) | % of thread |", "|---|---:|"]
+        lines += [f"| `{fn}` | {100 * c / counts[name]:.1f} |" for fn, c in by_function.most_common(top // 2)]
+    return "\n".join(lines)
 
 
 def package_of(frame: str) -> str:
@@ -161,9 +211,19 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--speedscope", type=Path, help="also record a speedscope profile to this file")
     parser.add_argument("--from-raw", type=Path, help="only summarise an existing collapsed-stack file")
     parser.add_argument("--gateway-src", type=Path, help="run the gateway from this source tree (its src/ dir)")
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the gateway (repeatable), e.g. to profile with observability on",
+    )
+    parser.add_argument("--rps", type=float, default=0.0, help="with --from-raw: the req/s while it was recorded")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if bad := [item for item in args.gateway_env if "=" not in item]:
+        parser.error(f"--gateway-env needs NAME=VALUE: {bad}")
     if args.from_raw:
-        print(summarise(read_stacks(args.from_raw), args.top))
+        report(args.from_raw, args, args.rps)
         return 0
     py_spy()
     ensure_wrk()
@@ -171,15 +231,29 @@ def main(argv: Iterable[str] | None = None) -> int:
     nice = default_nice()
     if nice is not None:
         set_autogroup_nice("self", nice)
-    bench = Bench(ProcessGroup(tmp, nice=nice), tmp, FULL, can_pin(), gateway_src=args.gateway_src, nice=nice)
+    bench = Bench(
+        ProcessGroup(tmp, nice=nice),
+        tmp,
+        FULL,
+        can_pin(),
+        gateway_src=args.gateway_src,
+        gateway_extra_env=dict(item.split("=", 1) for item in args.gateway_env),
+        nice=nice,
+    )
     raw = args.raw or tmp / "profile.raw"
     try:
         rps = record(bench, args, raw)
     finally:
         bench.procs.stop_all()
     log(f"gateway under load: {rps:,.0f} req/s while sampled; collapsed stacks: {raw}")
-    print(summarise(read_stacks(raw), args.top))
+    report(raw, args, rps)
     return 0
+
+
+def report(raw: Path, args: argparse.Namespace, rps: float) -> None:
+    threads = read_threads(raw)
+    print(summarise_threads(threads, args.rate * args.seconds, rps, args.top), end="\n\n")
+    print(summarise(threads.get("main (event loop)", []), args.top))
 
 
 if __name__ == "__main__":

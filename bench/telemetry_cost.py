@@ -9,9 +9,11 @@ Two figures per configuration:
 - ``process us``: CPU of the whole process per request (``time.process_time``), background export
   threads and the Helicone worker included, measured until everything queued has been sent.
 
-Exporters are real (OTLP over HTTP, Helicone over aiohttp) and point at ``bench/sink.py``, started
-here on a free loopback port. The machine is shared, so each figure is the best of ``--rounds``.
-``python bench/telemetry_cost.py [--requests 20000] [--rounds 3] [--only c,d]``.
+Exporters are real (OTLP over HTTP, Helicone over the gateway's pooled HTTP/1.1 transport) and
+point at ``bench/sink.py``, started here on a free loopback port. The machine is shared, so each
+figure is the best of ``--rounds``. ``h`` (Helicone without OTel) minus ``b`` is what one Helicone
+log costs, free of the OTLP export thread's noise.
+``python bench/telemetry_cost.py [--requests 20000] [--rounds 3] [--only b,h]``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def build(config: str, sink: str) -> Telemetry | None:
     if config == "a":
         return None
     env: dict[str, str] = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink} if config in ("c", "d", "e") else {}
-    helicone = {"helicone_api_key": "bench", "helicone_base_url": sink} if config in ("d", "e") else {}
+    helicone = {"helicone_api_key": "bench", "helicone_base_url": sink} if config in ("d", "e", "h") else {}
     return Telemetry.create(TelemetrySettings(**helicone), env)  # type: ignore[arg-type]
 
 
@@ -149,6 +151,7 @@ LABELS = {
     "c": "+ OTel traces and metrics, OTLP/HTTP",
     "d": "+ Helicone",
     "e": "+ INFO JSON request line",
+    "h": "Prometheus + Helicone (no OTel)",
 }
 
 

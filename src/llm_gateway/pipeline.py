@@ -281,11 +281,12 @@ class ChatPipeline:
 
     # -- background work that must finish before shutdown -------------------------------------
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` outside the request's task (e.g. a stream's settlement after a disconnect)."""
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` outside the request's task (e.g. a stream's settlement, which a disconnect must not cancel)."""
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def drain(self) -> None:
         while self._background:

@@ -159,3 +159,69 @@ async def test_an_erroring_helicone_is_retried_then_dropped() -> None:
         await wait_until(lambda: helicone.dropped.get("rejected") == 1)
         await telemetry.aclose()
         assert len(failing.logs) == 3  # the first try and two retries
+
+
+class RawServer:
+    """A loopback TCP server answering each request with ``answer``; counts connections and requests."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.requests += 1
+                writer.write(self.answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_logs_share_one_kept_alive_connection() -> None:
+    server = RawServer(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}')
+    async with server as url:
+        telemetry = Telemetry.create(settings(url), {})
+        await telemetry.start()
+        helicone = telemetry.helicone
+        assert helicone is not None
+        for index in range(5):
+            telemetry.record(record(index))
+            await wait_until(lambda index=index: helicone.sent == index + 1)  # type: ignore[misc]
+        await telemetry.aclose()
+    assert (helicone.sent, helicone.dropped) == (5, {})
+    assert (server.requests, server.connections) == (5, 1)
+
+
+async def test_a_helicone_answering_garbage_is_retried_then_counted_unreachable() -> None:
+    server = RawServer(b"this is not HTTP\r\n\r\n")
+    async with server as url:
+        telemetry = Telemetry.create(settings(url), {})
+        await telemetry.start()
+        telemetry.record(record())
+        helicone = telemetry.helicone
+        assert helicone is not None
+        await wait_until(lambda: helicone.dropped.get("unreachable") == 1)
+        await telemetry.aclose()
+    assert helicone.dropped == {"unreachable": 1} and helicone.sent == 0
+    assert server.requests == 3  # the first try and two retries

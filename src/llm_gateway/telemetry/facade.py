@@ -169,8 +169,13 @@ class Telemetry:
             log.exception("telemetry: recording request %s failed", record.request_id)
 
     def _trace(self, tracer: trace.Tracer, record: RequestRecord) -> None:
-        user_id = genai.user_id_value(record.user_id, self.settings.user_id, self._salt)
         server = trace.get_current_span()
+        server_context = server.get_span_context()
+        if server_context.is_valid and not server_context.trace_flags.sampled:
+            # Sampled out (OTEL_TRACES_SAMPLER): every sampler the gateway offers drops the attempt spans
+            # too (parent-based, or the same trace-id ratio), so skip building them and their attributes.
+            return
+        user_id = genai.user_id_value(record.user_id, self.settings.user_id, self._salt)
         if server.is_recording():
             server.set_attributes(genai.server_attributes(record, user_id))
         for index, attempt in enumerate(record.attempts):

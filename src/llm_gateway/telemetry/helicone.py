@@ -1,9 +1,11 @@
 """Asynchronous Helicone logging: a bounded queue drained by one background worker.
 
 ``submit()`` is all a request pays: a length check and a deque append (a full queue drops the
-log and counts it). The worker serialises and sends batches of logs concurrently over one pooled
-aiohttp session, retries connection errors and 429/5xx answers briefly, never retries a timeout
-(a slow Helicone would only get slower), and gives up with a counted drop.
+log and counts it). The worker serialises and sends batches of logs concurrently over the
+gateway's own pooled HTTP/1.1 client (``providers.transport``: a fraction of aiohttp's CPU per
+POST, and the worker shares the event loop with the requests), retries connection errors and
+429/5xx answers briefly, never retries a timeout (a slow Helicone would only get slower), and
+gives up with a counted drop. The timeout bounds each wait (connect, first byte, each later read).
 
 Wire format, as Helicone documents its async/manual logging API
 (https://docs.helicone.ai/getting-started/integration-method/manual-logger-curl):
@@ -26,9 +28,9 @@ import urllib.parse
 from collections import deque
 from typing import Any
 
-import aiohttp
 import orjson
 
+from llm_gateway.providers.transport import HttpTransport, InvalidResponse
 from llm_gateway.telemetry.metrics import GatewayMetrics
 from llm_gateway.telemetry.record import RequestRecord
 
@@ -115,6 +117,14 @@ def helicone_headers(record: RequestRecord) -> dict[str, str]:
     return {name: _header_value(value) for name, value in headers.items()}
 
 
+def _header_lines(headers: dict[str, str]) -> bytes:
+    """Per-log header lines, appended to the fixed request head (whose lines each end in CRLF).
+
+    Safe to splice: the names are ours and every value went through ``_header_value`` (printable
+    ASCII: no CR or LF can end a line early)."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers.items()]).encode("latin-1")
+
+
 def _header_value(value: str) -> str:
     """Header values must be printable ASCII; anything else is percent-encoded rather than dropped."""
     if value.isascii() and value.isprintable():
@@ -135,7 +145,7 @@ class HeliconeLogger:
         include_content: bool = True,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        self._url = base_url.rstrip("/") + LOG_PATH
+        self._base_url = base_url
         self._api_key = api_key
         self._max = queue_size
         self._batch_size = max(1, batch_size)
@@ -147,7 +157,8 @@ class HeliconeLogger:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._transport: HttpTransport | None = None
+        self._head = b""  # request line, Host, Authorization, Content-Type: built once in start()
         self._last_warning = -_WARN_EVERY
         self.sent = 0
         self.dropped: dict[str, int] = {}
@@ -168,18 +179,18 @@ class HeliconeLogger:
         return True
 
     async def start(self) -> None:
-        """Open the pooled session and start the worker (inside the running loop, e.g. the lifespan)."""
+        """Open the connection pool and start the worker (inside the running loop, e.g. the lifespan).
+
+        The pool holds at most ``batch_size`` connections: one batch is in flight at a time."""
         if self._task is not None:
             return
-        self._session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"},
-            connector=aiohttp.TCPConnector(limit=self._batch_size),
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-        )
+        self._transport = HttpTransport(self._base_url.rstrip("/"))
+        fixed = {"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"}
+        self._head = self._transport.request_head(LOG_PATH, fixed)
         self._task = asyncio.create_task(self._run(), name="helicone-logger")
 
     async def aclose(self, timeout: float = 2.0) -> None:
-        """Send what is queued for up to ``timeout`` seconds, drop (and count) the rest, close the session."""
+        """Send what is queued for up to ``timeout`` seconds, drop (and count) the rest, close the pool."""
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
@@ -193,9 +204,9 @@ class HeliconeLogger:
             self._queue.popleft()
             self._taken(1)
             self._drop("shutdown")
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
     async def _run(self) -> None:
         while True:
@@ -221,39 +232,44 @@ class HeliconeLogger:
             raise
 
     async def _post(self, record: RequestRecord) -> None:
-        session = self._session
-        if session is None:
+        transport = self._transport
+        if transport is None:
             self._drop("closed")
             return
         try:
             body = orjson.dumps(helicone_log(record, include_content=self._include_content), default=str)
-            headers = helicone_headers(record)
+            head = self._head + _header_lines(helicone_headers(record))
         except Exception:  # a record the payload cannot be built from must not stop the worker
             log.exception("helicone: cannot build the log of request %s", record.request_id)
             self._drop("invalid")
             return
         for attempt in range(self._retries + 1):
             try:
-                async with session.post(self._url, data=body, headers=headers) as response:
-                    await response.read()
-                    if response.status < 300:
-                        self._sent()
-                        return
-                    if response.status not in _RETRY_STATUSES:
-                        self._fail("rejected", f"status {response.status}")
-                        return
+                status = await self._exchange(transport, head, body)
             except TimeoutError:
                 self._fail("timeout", f"no answer within {self._timeout}s")
                 return
-            except aiohttp.ClientError as exc:
+            except (OSError, InvalidResponse) as exc:  # refused, reset, cut short, or not HTTP: try again
                 if attempt == self._retries:
                     self._fail("unreachable", type(exc).__name__)
                     return
             else:
-                if attempt == self._retries:
-                    self._fail("rejected", f"status {response.status}")
+                if status < 300:
+                    self._sent()
+                    return
+                if status not in _RETRY_STATUSES or attempt == self._retries:
+                    self._fail("rejected", f"status {status}")
                     return
             await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
+
+    async def _exchange(self, transport: HttpTransport, head: bytes, body: bytes) -> int:
+        """One POST, its answer read whole (so the connection goes back to the pool); the status."""
+        response = await transport.post(head, body, timeout=self._timeout)
+        try:
+            await response.read()
+        finally:
+            response.release()
+        return response.status
 
     def _sent(self) -> None:
         self.sent += 1

@@ -78,9 +78,17 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(1, key.encode()) + _field(2, _any_value(value))
 
 
+def _plain(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The dict inside the SDK's ``BoundedAttributes``: iterating that wrapper (and the read-only proxy
+    ``ReadableSpan.attributes`` puts around it) costs a Python-level ``__getitem__`` per attribute."""
+    inner = getattr(attributes, "_dict", None)
+    return inner if type(inner) is dict else attributes
+
+
 def _attributes(number: int, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated ``KeyValue`` fields. Strings, booleans and small integers repeat from request to request
     (provider, model, status, attempt), so their whole encoded field is memoised."""
+    attributes = _plain(attributes)
     if not attributes:
         return b""
     memo = _memo
@@ -122,10 +130,15 @@ def encode_span(span: ReadableSpan) -> bytes:
         out.append(_field(5, span.name.encode()))
     out.append(b"\x30" + _varint(span.kind.value + 1))  # the SDK's SpanKind counts from 0, OTLP's from 1
     out.append(b"\x39" + _FIXED64.pack(span.start_time or 0) + b"\x41" + _FIXED64.pack(span.end_time or 0))
-    out.append(_attributes(9, span.attributes))
+    # The span's own attribute and event containers: its public properties copy them (a read-only
+    # proxy, a tuple made under a lock) on every access. Falls back to those for other span classes.
+    attributes = getattr(span, "_attributes", None)
+    out.append(_attributes(9, attributes if attributes is not None else span.attributes))
     if span.dropped_attributes:
         out.append(b"\x50" + _varint(span.dropped_attributes))
-    out.extend(_field(11, _event(event)) for event in span.events)
+    events = getattr(span, "_events", None)
+    if events is None or len(events):
+        out.extend(_field(11, _event(event)) for event in span.events)
     if span.dropped_events:
         out.append(b"\x60" + _varint(span.dropped_events))
     status = span.status
@@ -155,20 +168,28 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     if any(span.links for span in spans):
         encoded: bytes = encode_spans(spans).SerializePartialToString()
         return encoded
-    # Keyed by identity: a Resource hashes by serialising its attributes to JSON, on every call.
+    # Keyed by identity: a Resource hashes by serialising its attributes to JSON, an InstrumentationScope
+    # by hashing its fields, on every call; the gateway's spans share one of each. Equal scopes that
+    # are distinct objects are merged below, as the SDK's encoder does.
     resources: dict[int, Resource] = {}
-    groups: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
+    groups: dict[int, dict[int, tuple[InstrumentationScope | None, list[bytes]]]] = {}
     for span in spans:
-        resource = span.resource
+        resource, scope = span.resource, span.instrumentation_scope or None
         scopes = groups.get(id(resource))
         if scopes is None:
             resources[id(resource)], scopes = resource, groups.setdefault(id(resource), {})
-        scopes.setdefault(span.instrumentation_scope or None, []).append(_field(2, encode_span(span)))
+        group = scopes.get(id(scope))
+        if group is None:
+            group = scopes[id(scope)] = (scope, [])
+        group[1].append(_field(2, encode_span(span)))
     out = []
-    for resource_id, scopes in groups.items():
+    for resource_id, by_identity in groups.items():
         resource = resources[resource_id]
         body = _field(1, _attributes(1, resource.attributes))
-        for scope, span_fields in scopes.items():
+        scopes_merged: dict[InstrumentationScope | None, list[bytes]] = {}
+        for scope, span_fields in by_identity.values():
+            scopes_merged.setdefault(scope, []).extend(span_fields)
+        for scope, span_fields in scopes_merged.items():
             scope_body = _field(1, _scope(scope)) + b"".join(span_fields)
             if scope is not None and scope.schema_url:
                 scope_body += _field(3, scope.schema_url.encode())
