@@ -64,6 +64,16 @@ class StreamAnswer:
 
     headers: dict[str, str]
     chunks: AsyncIterator[bytes]
+    call: Call | None = None  # None for a stream replayed from the cache (settled before it began)
+
+    async def settled(self) -> None:
+        """Wait for the stream's settlement and record (started when its chunks ended), without cancelling it.
+
+        The endpoint waits for this after the last byte went out: the caller has its answer, and the
+        request's span and the ASGI call still cover the charge and the record."""
+        settling = self.call.settling if self.call is not None else None
+        if settling is not None:
+            await asyncio.shield(settling)
 
 
 @dataclass(slots=True)
@@ -78,6 +88,7 @@ class Call:
     cache_key: str | None = None
     settled: bool = False
     attempts: list[Attempt] = field(default_factory=list)
+    settling: asyncio.Task[None] | None = None  # a stream's settlement, once its relay has ended
 
     @property
     def cache_header(self) -> str:
@@ -161,7 +172,7 @@ class ChatPipeline:
             raise
         call.record.provider, call.record.upstream_model = routed.provider, routed.model
         headers = {**self._headers(call), **_routed_headers(routed.provider, routed.attempts)}
-        return StreamAnswer(headers, relay_upstream(self, call, routed))
+        return StreamAnswer(headers, relay_upstream(self, call, routed), call)
 
     # -- the steps ----------------------------------------------------------------------------
 

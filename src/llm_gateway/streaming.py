@@ -2,13 +2,12 @@
 
 Settlement runs when the stream ends however it ends: finished, failed upstream, or cut by
 the client, in a task of its own (``ChatPipeline.spawn``) so that a disconnect, which cancels
-the request, cannot cancel the charge for what was generated; a stream that ends by itself waits
-for it, so the charge and the record land before its last event goes out.
+the request, cannot cancel the charge for what was generated. The endpoint waits for it after
+the last event went out (``StreamAnswer.settled``), so the request's span covers the record.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -49,11 +48,8 @@ async def relay_upstream(pipeline: ChatPipeline, call: Call, routed: RoutedStrea
         error = exc
         raise
     finally:
-        # A task of its own, which a disconnect's cancellation cannot reach; a stream that ended by itself
-        # waits for it, so the charge and the record land before [DONE] and before the request's span ends.
-        settling = pipeline.spawn(_finish(pipeline, call, stream, payloads, finished=finished, error=error))
-        if finished or error is not None:
-            await asyncio.shield(settling)
+        # A task of its own, which a disconnect's cancellation cannot reach (``StreamAnswer.settled`` waits for it).
+        call.settling = pipeline.spawn(_finish(pipeline, call, stream, payloads, finished=finished, error=error))
 
 
 async def _all_chunks(head: list[bytes], stream: ChunkStream) -> AsyncIterator[bytes]:

@@ -116,6 +116,7 @@ class ChatEndpoint:
         if chat.stream:
             answer = await pipeline.stream(chat, identity, request_id=request_id_text, cache_control=cache_control)
             await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers, request_id)
+            await answer.settled()
             return
         result = await pipeline.complete(chat, identity, request_id=request_id_text, cache_control=cache_control)
         await _send_json(send, 200, result.body, result.headers, request_id)
