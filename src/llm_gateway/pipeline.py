@@ -208,6 +208,14 @@ class ChatPipeline:
         call.record.cache = "hit" if hit is not None else "miss"
         return hit
 
+    @property
+    def wants_answer_body(self) -> bool:
+        """Whether telemetry reads a streamed answer whole (Helicone, or contents recorded on spans)."""
+        return self.telemetry is not None and self.telemetry.wants_stream_body
+
+    def may_store(self, call: Call) -> bool:
+        return self.cache is not None and call.cache_key is not None and call.policy.store
+
     def store_answer(self, call: Call, completion: dict[str, Any]) -> None:
         # An answer to a body the gateway capped (this caller's budget nearly spent) is not the request's answer.
         if (
@@ -323,6 +331,19 @@ def describe_answer(record: RequestRecord, completion: dict[str, Any]) -> None:
         for choice in completion.get("choices") or ()
         if isinstance(choice, dict) and choice.get("finish_reason")
     )
+
+
+def describe_chunks(record: RequestRecord, chunks: list[dict[str, Any]]) -> None:
+    """``describe_answer`` for a stream, read off its chunks without assembling the answer."""
+    model = next((chunk.get("model") for chunk in chunks if chunk.get("model")), None)
+    record.response_model = model if isinstance(model, str) else None
+    reasons: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                index = choice.get("index")
+                reasons[index if isinstance(index, int) else 0] = str(choice["finish_reason"])
+    record.finish_reasons = tuple(reasons[index] for index in sorted(reasons))
 
 
 async def _replay(completion: dict[str, Any], *, include_usage: bool) -> AsyncIterator[bytes]:

@@ -18,7 +18,7 @@ import orjson
 from llm_gateway import tokens
 from llm_gateway.cache import chunks_to_completion
 from llm_gateway.errors import GatewayError
-from llm_gateway.pipeline import describe_answer
+from llm_gateway.pipeline import describe_answer, describe_chunks
 from llm_gateway.providers.router import RoutedStream
 from llm_gateway.schemas.core import ChunkStream
 
@@ -74,17 +74,23 @@ async def _finish(
         last = call.attempts[-1]
         call.attempts[-1] = dataclasses.replace(last, duration=time.perf_counter() - last.start)
     chunks = _parse(payloads)
-    completion = chunks_to_completion(chunks) if chunks else {}
-    usage = stream.usage or pipeline.estimate_usage(call, tokens.completion_text(completion))
+    usage = stream.usage
+    # The answer is assembled only when something reads it: the cache, the count of an answer the
+    # upstream sent no usage for, or telemetry that records contents (Helicone, TELEMETRY_RECORD_CONTENT).
+    if chunks and (usage is None or pipeline.wants_answer_body or (finished and pipeline.may_store(call))):
+        completion = chunks_to_completion(chunks)
+        usage = usage or pipeline.estimate_usage(call, tokens.completion_text(completion))
+        if finished:
+            pipeline.store_answer(call, completion)
+        describe_answer(call.record, completion)
+    else:
+        usage = usage or pipeline.estimate_usage(call, "")
+        describe_chunks(call.record, chunks)
     if error is not None:
         call.record.status, call.record.error = error.status_code, error.code or type(error).__name__
     elif not finished:
         call.record.status, call.record.error = CLIENT_CLOSED, "client_closed"
     await pipeline.settle(call, usage)
-    if finished:
-        pipeline.store_answer(call, completion)
-    if completion:
-        describe_answer(call.record, completion)
     pipeline.finish_record(call)
 
 
