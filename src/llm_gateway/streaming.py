@@ -9,6 +9,7 @@ the last event went out (``StreamAnswer.settled``), so the request's span covers
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from llm_gateway.schemas.core import ChunkStream
 if TYPE_CHECKING:
     from llm_gateway.pipeline import Call, ChatPipeline
 
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')  # set, not null
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer was complete"
 
 
@@ -73,25 +75,30 @@ async def _finish(
     if call.attempts:  # the answering attempt lasted until its stream ended
         last = call.attempts[-1]
         call.attempts[-1] = dataclasses.replace(last, duration=time.perf_counter() - last.start)
-    chunks = _parse(payloads)
     usage = stream.usage
     # The answer is assembled only when something reads it: the cache, the count of an answer the
     # upstream sent no usage for, or telemetry that records contents (Helicone, TELEMETRY_RECORD_CONTENT).
-    if chunks and (usage is None or pipeline.wants_answer_body or (finished and pipeline.may_store(call))):
-        completion = chunks_to_completion(chunks)
+    # Otherwise only the chunks that name the model or a finish reason are parsed.
+    if payloads and (usage is None or pipeline.wants_answer_body or (finished and pipeline.may_store(call))):
+        completion = chunks_to_completion(_parse(payloads))
         usage = usage or pipeline.estimate_usage(call, tokens.completion_text(completion))
         if finished:
             pipeline.store_answer(call, completion)
         describe_answer(call.record, completion)
     else:
         usage = usage or pipeline.estimate_usage(call, "")
-        describe_chunks(call.record, chunks)
+        describe_chunks(call.record, _parse(describing(payloads)))
     if error is not None:
         call.record.status, call.record.error = error.status_code, error.code or type(error).__name__
     elif not finished:
         call.record.status, call.record.error = CLIENT_CLOSED, "client_closed"
     await pipeline.settle(call, usage)
     pipeline.finish_record(call)
+
+
+def describing(payloads: list[bytes]) -> list[bytes]:
+    """The chunks ``describe_chunks`` needs: the first (the model) and those with a finish reason."""
+    return payloads[:1] + [payload for payload in payloads[1:] if _FINISH_REASON.search(payload)]
 
 
 def _usage_only(payload: bytes) -> bool:
