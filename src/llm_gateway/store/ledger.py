@@ -118,9 +118,13 @@ class UsageLedger:
             backoff = self._flush_interval if await self.flush_once() else min(backoff * 2, self._max_backoff)
 
     async def flush_once(self) -> bool:
-        """Write everything queued, batch by batch; False (rows kept) when the database fails."""
-        while self._queue:
-            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+        """Write the rows queued when called, batch by batch; False (rows kept) when the database fails.
+
+        Rows queued meanwhile wait for the next flush: chasing them would, under a steady trickle of
+        requests, turn the writer into back-to-back inserts of a row or two each."""
+        pending = len(self._queue)
+        while pending > 0:
+            batch = [self._queue[i] for i in range(min(self._batch_size, pending))]
             try:
                 await self._insert(batch)
             except Exception as exc:  # any database failure: keep the rows and try again later
@@ -135,6 +139,7 @@ class UsageLedger:
             for _ in batch:
                 self._queue.popleft()
             self.written += len(batch)
+            pending -= len(batch)
         return True
 
     async def _insert(self, rows: list[UsageRow]) -> None:
@@ -156,7 +161,11 @@ class UsageLedger:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.1
-        while not await self.flush_once() and loop.time() + delay < deadline:
+        while self._queue:
+            if await self.flush_once():
+                continue
+            if loop.time() + delay >= deadline:
+                break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         if self._queue:
