@@ -29,10 +29,10 @@ lint: $(VENV)/.dev-deps
 	$(BIN)/mypy
 
 bench: $(VENV)/.dev-deps
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --full-pipeline
 
 bench-compare: $(VENV)/.dev-deps
-	$(BIN)/python bench/run.py --compare-litellm
+	$(BIN)/python bench/run.py --full-pipeline --compare-litellm
 
 # requirements.lock pins every runtime and dev dependency, resolved in a fresh venv; rerun after
 # changing the dependencies in pyproject.toml.

@@ -7,7 +7,6 @@ runs at import time.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
@@ -80,7 +79,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
             limits = _limits(settings, redis, ledger)
             stack.push_async_callback(limits.aclose)
             cache = await stack.enter_async_context(_cache(settings, on_error=app.state.telemetry.metrics.cache_error))
-            await asyncio.to_thread(tokens.preload)  # build the tokenizers now, not on the first request
+            tokens.preload_in_background(tokens.encodings_for(config.models))  # the groups' encoders, off start-up
 
             providers = build_providers(config.providers)
             stack.push_async_callback(_close_providers, providers)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any
 
@@ -25,6 +27,8 @@ EXIT_USAGE, EXIT_FAILED = 2, 1
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        gc.enable()  # ``python -m llm_gateway`` starts with it off; ``serve`` turns it on after start-up
     try:
         config = load_settings()
     except ConfigError as exc:
@@ -107,10 +111,10 @@ Action = Callable[[argparse.Namespace, Any], Awaitable[Any]]
 
 def _run_admin(action: Action, args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
-    from redis.exceptions import RedisError
     from sqlalchemy.exc import SQLAlchemyError
 
     from llm_gateway.errors import GatewayError
+    from llm_gateway.store.redis import redis_errors
 
     try:
         result = asyncio.run(_with_accounts(settings, action, args))
@@ -121,7 +125,10 @@ def _run_admin(action: Action, args: argparse.Namespace, settings: Settings) -> 
     except (GatewayError, LookupError) as exc:
         print(f"llm-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (SQLAlchemyError, RedisError, OSError, ValueError) as exc:
+    except (SQLAlchemyError, ValueError) as exc:
+        print(f"llm-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except redis_errors() as exc:  # (RedisError, OSError): evaluated only on an error, so redis-py stays unloaded
         print(f"llm-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if result is not None:
@@ -246,14 +253,17 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
         return 2
     private_metrics_dir = _prepare_prometheus_dir(settings.prometheus_multiproc_dir, workers)
     try:
-        try:
-            _prepare(settings)
-        except (ConfigError, ValueError) as exc:
-            print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
-            return 2
-        from llm_gateway.telemetry import setup_logging  # imports prometheus_client: after the metrics directory
+        with _collector_paused():
+            try:
+                _prepare(settings)
+            except (ConfigError, ValueError) as exc:
+                print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
+                return 2
+            from llm_gateway.telemetry import setup_logging  # imports prometheus_client: after the metrics directory
 
-        setup_logging(settings.log_level, settings.log_format)
+            setup_logging(settings.log_level, settings.log_format)
+            if workers == 1:  # uvicorn imports the app in this very process: do it while the collector is off
+                importlib.import_module("llm_gateway.app")
         uvicorn.run(
             "llm_gateway.app:create_app_from_env",
             factory=True,
@@ -262,6 +272,7 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
             workers=workers,
             loop="auto",  # uvloop when installed
             http="auto",  # httptools when installed
+            ws="none",  # no WebSocket routes: do not import a WebSocket implementation (~25 ms)
             proxy_headers=False,  # X-Forwarded-For is trusted only from TRUSTED_PROXIES, by the gateway itself
             access_log=False,  # one structured line per request comes from the gateway itself
             log_config=None,  # keep setup_logging's handler (each worker sets it up again: create_app_from_env)
@@ -272,6 +283,24 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
         if private_metrics_dir is not None:
             shutil.rmtree(private_metrics_dir, ignore_errors=True)
     return 0
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Start-up with the cyclic garbage collector off, and what it made frozen at the end.
+
+    Start-up imports make ~180,000 objects that live as long as the process (modules, classes,
+    schemas). The collector would walk them over and over while they are made (~20 % of the
+    imports' time), then once more in the app's full collection at the end of start-up (~0.1-0.25 s),
+    to find ~2,000 objects of garbage. ``gc.freeze()`` takes them out of every later collection, as
+    the app's lifespan does with what it builds.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _prepare_prometheus_dir(configured: str | None, workers: int) -> str | None:

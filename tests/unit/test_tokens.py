@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import math
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tiktoken.load
@@ -137,3 +139,32 @@ def test_a_tampered_bpe_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setattr(tokens, "bpe_file", lambda name: fake)
     assert tokens.encoding("o200k_base") is None
     assert tokens.count_text_tokens("hi", "gpt-4o") == 1
+
+
+def test_a_repeated_text_is_counted_once_and_gets_the_same_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """System prompts and earlier turns come back with every request: their counts are kept, bounded."""
+    encoder = tokens.encoding(tokens.O200K)
+    assert encoder is not None
+    text = "You are a careful assistant. " * 20 + uuid.uuid4().hex
+    calls: list[str] = []
+    real = type(encoder).encode_ordinary
+
+    def counting(self: Any, value: str) -> list[int]:
+        calls.append(value)
+        return real(self, value)
+
+    monkeypatch.setattr(type(encoder), "encode_ordinary", counting)
+    first = tokens.count_text_tokens(text, "gpt-4o")
+    again = tokens.count_text_tokens("".join(list(text)), "gpt-4o")  # an equal string, not the same object
+    assert first == again == len(real(encoder, text))
+    assert calls == [text]
+
+
+def test_the_count_cache_is_bounded_in_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "COUNT_CACHE_CHARS", 1000)
+    monkeypatch.setattr(tokens, "_counts", {})
+    monkeypatch.setattr(tokens, "_counted_chars", 0)
+    for index in range(50):
+        tokens.count_text_tokens(f"{index:03d}" + "x" * 97, "gpt-4o")
+        assert sum(len(text) for _, text in tokens._counts) <= 1000
+    assert tokens._counts  # it keeps working after starting again

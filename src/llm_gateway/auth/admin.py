@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
-from redis.exceptions import RedisError
 
 from llm_gateway.auth.api_keys import generate_key
 from llm_gateway.auth.invalidation import Invalidations
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.store import accounts
 from llm_gateway.store.db import Database
+from llm_gateway.store.redis import redis_errors
 from llm_gateway.store.tables import ApiKey, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class Accounts:
             try:
                 await self._invalidations.publish(message)
                 return
-            except (RedisError, OSError) as exc:
+            except redis_errors() as exc:
                 log.warning("cannot announce %s (attempt %d): %s", message, attempt + 1, type(exc).__name__)
                 await asyncio.sleep(0.1 * (attempt + 1))
         raise ServiceUnavailable(

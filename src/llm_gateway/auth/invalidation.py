@@ -13,11 +13,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from llm_gateway.store.redis import PrefixedRedis, redis_errors
 
-from llm_gateway.store.redis import PrefixedRedis
+if TYPE_CHECKING:
+    from redis.asyncio.client import PubSub
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Invalidations:
         pubsub: PubSub | None = self._redis.client.pubsub()
         try:
             await self._subscribe(pubsub)
-        except (RedisError, OSError) as exc:
+        except redis_errors() as exc:
             log.warning("cannot subscribe to key revocations yet (%s); retrying", type(exc).__name__)
             await _close(pubsub)
             pubsub = None
@@ -94,7 +95,7 @@ class Invalidations:
                         log.info("listening to key revocations again")
                     delay = 0.1
                     await self._pump(pubsub)
-                except (RedisError, OSError) as exc:
+                except redis_errors() as exc:
                     if self._listening:
                         log.warning("lost the key revocation channel (%s); caching for 1 s", type(exc).__name__)
                     self._listening = False
@@ -129,5 +130,5 @@ class Invalidations:
 
 async def _close(pubsub: PubSub | None) -> None:
     if pubsub is not None:
-        with suppress(RedisError, OSError):
+        with suppress(*redis_errors()):
             await pubsub.aclose()  # type: ignore[no-untyped-call]

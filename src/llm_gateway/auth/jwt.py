@@ -3,24 +3,20 @@
 HS256/384/512 use ``JWT_SECRET``; RS*/ES* use ``JWT_PUBLIC_KEY`` (PEM text, a PEM file, or a
 certificate) or ``JWT_JWKS_URL``. ``exp`` and ``sub`` are required; ``exp``/``nbf`` are checked
 with ``JWT_LEEWAY_SECONDS``; ``iss``/``aud`` when configured. ``sub`` becomes the user id.
+PyJWT and cryptography (~150 ms to import) are imported only once JWT verification is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import logging
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from llm_gateway.auth.ttl_cache import Missing, TtlCache
 from llm_gateway.errors import AuthenticationFailed
@@ -44,6 +40,11 @@ def looks_like_jwt(token: str) -> bool:
 
 def load_public_key(value: str, algorithm: str) -> Any:
     """PEM text (``\\n`` escapes allowed, as env files often have them) or a path to a PEM file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     text = value.replace("\\n", "\n") if "-----BEGIN" in value else _read(value)
     data = text.strip().encode()
     try:
@@ -80,6 +81,8 @@ class JwksKeys:
         cooldown_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        import jwt
+
         self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=5, headers={"User-Agent": "llm-gateway"})
         self._refresh_seconds = refresh_seconds
         self._cooldown_seconds = cooldown_seconds
@@ -90,6 +93,8 @@ class JwksKeys:
         self._lock = asyncio.Lock()
 
     async def key_for(self, token: str) -> Any:
+        import jwt
+
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -115,6 +120,8 @@ class JwksKeys:
         return self._tried_at is None or self._clock() - self._tried_at >= self._cooldown_seconds
 
     async def _refresh(self) -> None:
+        import jwt
+
         tried_before = self._tried_at
         async with self._lock:
             if self._tried_at != tried_before:
@@ -151,6 +158,7 @@ class JwtVerifier:
         self._audience = audience
         self._leeway = leeway
         self._verified: TtlCache[tuple[str, float]] = TtlCache()
+        importlib.import_module("jwt")  # now, at start-up, rather than during the first token's request
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JwtVerifier | None:
@@ -191,6 +199,8 @@ class JwtVerifier:
         return subject
 
     async def _verify(self, token: str) -> dict[str, Any]:
+        import jwt
+
         key = self._key if self._jwks is None else await self._jwks.key_for(token)
         try:
             return jwt.decode(

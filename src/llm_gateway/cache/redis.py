@@ -15,13 +15,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
-
-from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from llm_gateway.cache.base import ErrorCallback, ErrorKind
 from llm_gateway.cache.entry import decode_entry, encode_entry
+
+if TYPE_CHECKING:  # redis-py itself only once a client exists (it is slow to import)
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class Circuit:
 
 def error_kind(exc: BaseException) -> ErrorKind:
     """Map what redis-py or asyncio raised to the kind counted in metrics."""
+    from redis import exceptions as redis_errors
+
     if isinstance(exc, TimeoutError | redis_errors.TimeoutError):
         return "timeout"
     if isinstance(exc, redis_errors.ConnectionError | OSError):

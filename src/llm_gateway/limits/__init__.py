@@ -18,10 +18,9 @@ from llm_gateway.limits.base import (
 )
 from llm_gateway.limits.budget import Balance
 from llm_gateway.limits.memory import MemoryLimits
-from llm_gateway.limits.redis import REDIS_UNAVAILABLE, RedisLimits
+from llm_gateway.limits.redis import RedisLimits
 
 __all__ = [
-    "REDIS_UNAVAILABLE",
     "Admission",
     "Balance",
     "LedgerUsage",

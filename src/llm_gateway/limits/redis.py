@@ -23,10 +23,7 @@ import time
 from datetime import datetime
 from functools import cache, partial
 from importlib import resources
-from typing import Any, Literal
-
-import redis.asyncio
-import redis.exceptions
+from typing import TYPE_CHECKING, Any, Literal
 
 from llm_gateway import errors
 from llm_gateway.auth.identity import Identity
@@ -35,18 +32,26 @@ from llm_gateway.limits.base import Clock, LedgerUsage, Outcome, Plan, Ticket, n
 from llm_gateway.limits.budget import Balance, BudgetScope, ScopeKind
 from llm_gateway.schemas.core import Usage
 
+if TYPE_CHECKING:  # redis-py itself only once a client exists (it is slow to import)
+    from redis.asyncio import Redis
+
 logger = logging.getLogger(__name__)
 
 ADMITTED, RATE_REFUSED, BUDGET_REFUSED, BUDGET_MISSING = 0, 1, 2, 3
 
-# What "Redis is not there" looks like; anything else (a script error) is a bug and propagates.
-REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,  # includes BusyLoadingError (a restarting Redis)
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # a replica after failover
-    OSError,
-    TimeoutError,  # our own bound (asyncio.timeout)
-)
+
+@cache
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What "Redis is not there" looks like; anything else (a script error) is a bug and propagates."""
+    from redis import exceptions
+
+    return (
+        exceptions.ConnectionError,  # includes BusyLoadingError (a restarting Redis)
+        exceptions.TimeoutError,
+        exceptions.ReadOnlyError,  # a replica after failover
+        OSError,
+        TimeoutError,  # our own bound (asyncio.timeout)
+    )
 
 
 @cache
@@ -65,7 +70,7 @@ class RedisLimits:
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: Redis,
         prefix: str = "llmgw:",
         *,
         ledger_usage: LedgerUsage = no_ledger,
@@ -86,6 +91,7 @@ class RedisLimits:
         self._ttl_ms = int(reservation_ttl_seconds * 1000)
         self._window_ms = int(window_seconds * 1000)
         self._clock = clock
+        self._redis_down = unavailable_errors()
         self._admit_script = client.register_script(lua_source("admit.lua"))
         self._settle_script = client.register_script(lua_source("settle.lua"))
         self._init_script = client.register_script(lua_source("init_budget.lua"))
@@ -111,7 +117,7 @@ class RedisLimits:
         for _ in range(3):
             try:
                 reply = [int(value) for value in await self._run(self._admit_script, keys, args)]
-            except REDIS_UNAVAILABLE as exc:
+            except self._redis_down as exc:
                 return self._unavailable(plan, exc)
             status, current, previous, cap, *counters = reply
             if status == BUDGET_MISSING:
@@ -148,7 +154,7 @@ class RedisLimits:
         try:
             async with asyncio.timeout(self._timeout):
                 used, reserved = await self._client.hmget(self._hash("user", user_id, month), ["used", "reserved"])
-        except REDIS_UNAVAILABLE as exc:
+        except self._redis_down as exc:
             self._warn("usage read", exc)
             used = reserved = None
         if used is None:
@@ -209,7 +215,7 @@ class RedisLimits:
         ttl = budget.month_keys_ttl_seconds(plan.now)
         try:
             await self._run(self._init_script, [hash_key, f"{hash_key}:holds"], [used, ttl])
-        except REDIS_UNAVAILABLE as exc:
+        except self._redis_down as exc:
             self._warn("budget rebuild", exc)  # the next admit() attempt meets the outage and decides
 
     async def _finish(self, ticket: Ticket, charge: int) -> None:
@@ -221,7 +227,7 @@ class RedisLimits:
             await self._run(
                 self._settle_script, keys, [f"{ticket.id}:{ticket.reserved_tokens}", ticket.reserved_tokens, charge]
             )
-        except REDIS_UNAVAILABLE as exc:
+        except self._redis_down as exc:
             # The hold expires by itself; the ledger row still carries the usage.
             self._warn(f"settlement of {charge} tokens for {ticket.user_id}", exc)
 

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from llm_gateway.store.db import insert_ignoring_conflicts
 from llm_gateway.store.tables import ApiKey, User, utcnow
 
 
@@ -36,9 +35,8 @@ async def ensure_user(session: AsyncSession, user_id: str) -> None:
     """Create the user's row if it is missing; safe when two writers race."""
     now = utcnow()
     values = {"id": user_id, "created_at": now, "updated_at": now}
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(insert(User).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+    statement = insert_ignoring_conflicts(session.get_bind().dialect.name, User).values(**values)
+    await session.execute(statement)
 
 
 async def add_key(session: AsyncSession, key: ApiKey) -> ApiKey:

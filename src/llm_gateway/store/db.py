@@ -2,26 +2,32 @@
 
 SQLite (aiosqlite) by default, PostgreSQL (asyncpg) for ``postgresql://`` URLs. Migrations
 live inside the package (``llm_gateway.store:migrations``), so they run from an installed wheel.
+Alembic (~300 ms to import) is imported only when the schema is behind: a database already at
+``HEAD_REVISION`` is recognised with one query, which is every start-up but the first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy import Connection, Insert, event, inspect, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = "llm_gateway.store:migrations"
+# The newest migration in migrations/versions/. A new migration must update it (a test compares it
+# with Alembic's head): a database at this revision skips Alembic altogether at start-up.
+HEAD_REVISION = "0002"
+VERSION_TABLE = "alembic_version"  # Alembic's default, where it keeps the revision a database is at
 # Any fixed number: every gateway process and the CLI take this lock while migrating PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -48,9 +54,23 @@ def async_url(url: str) -> str:
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     # WAL lets the CLI write while a server reads; busy_timeout waits for a writer instead of failing.
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL"):
+    cursor.execute("PRAGMA busy_timeout=5000")
+    if _journal_mode(cursor) != "wal":
+        # WAL is a property of the file, switched to once, under an exclusive lock that fails at once
+        # (no busy wait) when another process has just switched the new file and is migrating it.
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if _journal_mode(cursor) != "wal":
+                raise
+    for pragma in ("foreign_keys=ON", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _journal_mode(cursor: Any) -> str:
+    cursor.execute("PRAGMA journal_mode")
+    return str(cursor.fetchone()[0]).lower()
 
 
 class Database:
@@ -71,6 +91,8 @@ class Database:
 
     async def migrate(self) -> str | None:
         """Apply every pending migration; return the revision the database is at."""
+        if await self.revision() == HEAD_REVISION:
+            return HEAD_REVISION
         async with self.engine.connect() as connection:
             # Processes starting together on a fresh database: one migrates, the others wait and then
             # find nothing to do. Both locks end with the migration's transaction.
@@ -118,6 +140,7 @@ class Database:
         return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
     async def revision(self) -> str | None:
+        """The revision the database is at; None for a database never migrated."""
         async with self.engine.connect() as connection:
             return await connection.run_sync(_current_revision)
 
@@ -125,8 +148,25 @@ class Database:
         await self.engine.dispose()
 
 
+def insert_ignoring_conflicts(backend: str, target: Any, index_elements: Sequence[str] = ("id",)) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` for ``backend`` (``Database.backend``).
+
+    Each dialect's module is imported here, on first use, so that a process loads only the one it
+    talks to (PostgreSQL's costs ~70 ms of start-up and ~2 MB).
+    """
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(target).on_conflict_do_nothing(index_elements=list(index_elements))
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(target).on_conflict_do_nothing(index_elements=list(index_elements))
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, built in code: no ini file to ship or to find."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
@@ -134,17 +174,26 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str | None:
-    """The newest migration this package ships."""
+    """The newest migration this package ships, as Alembic finds it (``HEAD_REVISION`` must agree)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin: noise
     command.upgrade(alembic_config(connection), "head")
 
 
 def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """What Alembic's ``MigrationContext.get_current_revision()`` answers, read without importing Alembic."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    versions = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    # More than one row would be branches, which this package never has: left for Alembic to sort out.
+    return versions[0] if len(versions) == 1 else None
 
 
 @asynccontextmanager

@@ -18,13 +18,11 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.ids import new_id
-from llm_gateway.store.db import Database
+from llm_gateway.store.db import Database, insert_ignoring_conflicts
 from llm_gateway.store.tables import UsageRecord, utcnow
 
 log = logging.getLogger(__name__)
@@ -145,8 +143,7 @@ class UsageLedger:
     async def _insert(self, rows: list[UsageRow]) -> None:
         # A Core insert on a connection (one executemany), not the ORM's bulk insert: same rows, a
         # fraction of the CPU on the event loop.
-        insert = pg_insert if self._database.backend == "postgresql" else sqlite_insert
-        statement = insert(_USAGE_TABLE).on_conflict_do_nothing(index_elements=["id"])
+        statement = insert_ignoring_conflicts(self._database.backend, _USAGE_TABLE)
         async with self._database.engine.begin() as connection:
             await connection.execute(statement, [_values(row) for row in rows])
 
