@@ -178,6 +178,8 @@ def summarise(stacks: list[tuple[list[str], int]], top: int) -> str:
     by_function: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     for frames, count in stacks:
+        if not frames:  # a sample taken between two Python frames (the thread in C only)
+            continue
         leaf = frames[-1]
         key = "event loop in C (epoll, socket I/O, uvloop/httptools)" if LOOP_LEAF.match(leaf) else package_of(leaf)
         by_package[key] += count
