@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -285,3 +288,86 @@ async def test_sse_events_are_parsed_however_the_network_cuts_the_bytes() -> Non
             events = [(event.event, event.data) async for event in iter_sse(response)]
             response.release()
             assert events == [("message_start", b'{"a":1}'), ("message", b'{"b":\n2}'), ("message", b"[DONE]")]
+
+
+def self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (IP SAN) and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llm-gateway test upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "upstream.pem", directory / "upstream.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_https_upstreams_are_reached_over_verified_tls(tmp_path: Path) -> None:
+    """Every real provider is https: the answer arrives over TLS, the connection is reused, and a certificate
+    the client does not trust is refused (unreachable), never used."""
+    cert, key = self_signed_for_loopback(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    raw = RawServer(echo_with_length)
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    transport = HttpTransport(f"https://127.0.0.1:{port}/v1", ssl_context=trusting)
+    untrusting = HttpTransport(f"https://127.0.0.1:{port}/v1")  # the system's trust store
+    try:
+        for index in range(3):
+            assert await post_and_read(transport, b"%d" % index) == (200, b"%d" % index)
+        assert raw.connections == 1
+        with pytest.raises(ProviderUnreachable):
+            await post_and_read(untrusting)
+    finally:
+        await transport.aclose()
+        await untrusting.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_large_body_read_slowly_arrives_whole() -> None:
+    """Past the high-water mark the transport stops reading the socket until the reader catches up."""
+    payload = bytes(range(256)) * 8192  # 2 MiB
+
+    async def big(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(payload), 65536):
+            part = payload[start : start + 65536]
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with serving(big) as (server, transport):
+        for _ in range(2):
+            response = await transport.post(head(transport), b"{}", timeout=5)
+            received = bytearray()
+            async for chunk in response.iter_chunks():
+                received += chunk
+                await asyncio.sleep(0.001)  # a slow client downstream
+            response.release()
+            assert bytes(received) == payload
+    assert server.connections == 1  # resumed, read whole, and reused

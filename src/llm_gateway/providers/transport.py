@@ -309,7 +309,15 @@ class _Connection(asyncio.Protocol):
 class HttpTransport:
     """The pooled connections to one upstream origin, and ``post()``."""
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 10.0, keepalive_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        keepalive_seconds: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``ssl_context``: for ``https``, instead of the system's trust store with hostname checks (tests)."""
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -319,7 +327,7 @@ class HttpTransport:
         default_port = self.port == (443 if url.scheme == "https" else 80)
         host_header = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host_header if default_port else f"{host_header}:{self.port}"
-        self._ssl = ssl.create_default_context() if url.scheme == "https" else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if url.scheme == "https" else None
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive_seconds
         self._idle: list[_Connection] = []
