@@ -371,3 +371,14 @@ async def test_a_large_body_read_slowly_arrives_whole() -> None:
             response.release()
             assert bytes(received) == payload
     assert server.connections == 1  # resumed, read whole, and reused
+
+
+async def test_a_pooled_connection_found_closing_is_replaced() -> None:
+    """Its transport is closing but its end has not been seen yet: the request goes out on a new one."""
+    async with serving(echo_with_length) as (server, transport):
+        assert await post_and_read(transport, b"one") == (200, b"one")
+        idle = transport._idle[-1]
+        assert idle._transport is not None
+        idle._transport.close()  # as when the loop closes it before connection_lost has run
+        assert await post_and_read(transport, b"two") == (200, b"two")
+    assert server.connections == 2

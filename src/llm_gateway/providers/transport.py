@@ -212,12 +212,20 @@ class _Connection(asyncio.Protocol):
 
     # Used by the pool and the response.
     def send(self, data: bytes, timeout: float) -> None:
-        assert self._transport is not None
+        """Write a request. A connection found closing (its end not yet seen) raises ``BodyCut`` with no byte
+        received, which ``post`` answers with a new connection; so does a write the transport refuses."""
+        transport = self._transport
+        assert transport is not None
         self._header_names.clear()
         self._header_values.clear()
         self.response, self.received_any, self._error, self._keep_alive = None, False, None, False
         self._timeout, self._last_activity = timeout, self._loop.time()
-        self._transport.write(data)
+        if self.closed or transport.is_closing():
+            raise BodyCut("the pooled connection was closing")
+        try:
+            transport.write(data)
+        except RuntimeError as exc:  # uvloop: a handle closed under us
+            raise BodyCut("the pooled connection was closed") from exc
 
     async def wait_for_head(self) -> UpstreamResponse:
         while self.response is None:
@@ -349,8 +357,8 @@ class HttpTransport:
         message = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
         connection = self._checkout()
         if connection is not None:
-            connection.send(message, timeout)
             try:
+                connection.send(message, timeout)
                 return await connection.wait_for_head()
             except BodyCut:
                 if connection.received_any:
