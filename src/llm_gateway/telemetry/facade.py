@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from llm_gateway.telemetry import genai
 from llm_gateway.telemetry.early_refusals import EarlyRefusalRecorder, mark_recorded
 from llm_gateway.telemetry.helicone import HeliconeLogger
 from llm_gateway.telemetry.logs import RequestLog
 from llm_gateway.telemetry.metrics import GatewayMetrics, mark_worker_dead
-from llm_gateway.telemetry.otel import OtelPipeline, setup_otel
+from llm_gateway.telemetry.otel import SCOPE, OtelPipeline, setup_otel
 from llm_gateway.telemetry.record import AttemptRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.types import ASGIApp
 
+    from llm_gateway.telemetry.finished_spans import FinishedSpans
+
 log = logging.getLogger(__name__)
+_UNSET = Status(StatusCode.UNSET)
 
 # At shutdown, how long the last OTLP export may hold the process: a dead or slow collector must not
 # keep it past its grace period (each exporter waits OTEL_EXPORTER_OTLP_TIMEOUT, 10 s, per signal).
@@ -74,6 +77,11 @@ class Telemetry:
         self.helicone = helicone
         self._log = request_log or RequestLog()
         self._tracer: trace.Tracer | None = otel.tracer if otel else None
+        self._attempt_spans: FinishedSpans | None = None
+        if self._tracer is not None:  # the SDK is imported only when tracing is on
+            from llm_gateway.telemetry.finished_spans import FinishedSpans
+
+            self._attempt_spans = FinishedSpans(self._tracer, SCOPE)
         meter = otel.meter if otel else None
         self._genai = _GenAIMetrics(meter) if meter is not None else None
         self._salt = settings.user_id_salt.encode()
@@ -178,19 +186,23 @@ class Telemetry:
         user_id = genai.user_id_value(record.user_id, self.settings.user_id, self._salt)
         if server.is_recording():
             server.set_attributes(genai.server_attributes(record, user_id))
+        assert self._attempt_spans is not None
         for index, attempt in enumerate(record.attempts):
             start_ns = record.start_ns + round((attempt.start - record.start) * 1e9)
-            span = tracer.start_span(
-                genai.span_name(attempt.model),
-                kind=SpanKind.CLIENT,
-                attributes=genai.attempt_attributes(record, attempt, index, user_id),
-                start_time=start_ns,
-            )
+            attributes = genai.attempt_attributes(record, attempt, index, user_id)
+            status = _UNSET
             if attempt.error is not None:
-                span.set_status(Status(StatusCode.ERROR, genai.error_kind(attempt.status, attempt.error)))
+                status = Status(StatusCode.ERROR, genai.error_kind(attempt.status, attempt.error))
             elif self.settings.record_content:
-                span.set_attributes(genai.content_attributes(record))
-            span.end(end_time=start_ns + round(attempt.duration * 1e9))
+                attributes.update(genai.content_attributes(record))
+            self._attempt_spans.write(
+                genai.span_name(attempt.model),
+                parent=server_context,
+                attributes=attributes,
+                status=status,
+                start_ns=start_ns,
+                end_ns=start_ns + round(attempt.duration * 1e9),
+            )
 
 
 class _GenAIMetrics:
