@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from starlette.datastructures import Address, Headers, State
+from starlette.datastructures import Headers, State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
@@ -58,13 +58,13 @@ async def create_chat_completion() -> Response:
 
 
 async def _admit_request(
-    state: State, request_state: dict[str, Any], headers: Headers, client: Address | None, body: bytes
+    state: State, request_state: dict[str, Any], headers: Headers, peer: str | None, body: bytes
 ) -> tuple[ChatRequest, Identity]:
     """Who is calling (401 first, before the body is looked at), what they ask, and whether they may.
 
     The identity is kept in the request's state for the telemetry of a request refused later on."""
     auth: AuthService = state.auth
-    identity = await auth.resolver.resolve(headers, client.host if client else None)
+    identity = await auth.resolver.resolve(headers, peer)
     request_state["identity"] = identity
     chat = parse_chat_request(body)
     if not identity.may_use(chat.model):
@@ -107,9 +107,7 @@ class ChatEndpoint:
         body = await _read_body(receive, self.max_body_bytes)
         client = scope.get("client")
         request_state: dict[str, Any] = scope["state"]
-        chat, identity = await _admit_request(
-            self.state, request_state, headers, Address(*client) if client else None, body
-        )
+        chat, identity = await _admit_request(self.state, request_state, headers, client[0] if client else None, body)
         pipeline: ChatPipeline = self.state.pipeline
         cache_control = headers.get("cache-control")
         request_id_text: str = request_state["request_id"]

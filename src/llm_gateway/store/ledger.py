@@ -76,6 +76,8 @@ class UsageLedger:
         max_backoff: float = 10.0,
     ) -> None:
         self._database = database
+        # Built once: each flush reuses it (and SQLAlchemy's compiled form of it).
+        self._insert_statement = insert_ignoring_conflicts(database.backend, _USAGE_TABLE)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_queued = max_queued
@@ -143,9 +145,8 @@ class UsageLedger:
     async def _insert(self, rows: list[UsageRow]) -> None:
         # A Core insert on a connection (one executemany), not the ORM's bulk insert: same rows, a
         # fraction of the CPU on the event loop.
-        statement = insert_ignoring_conflicts(self._database.backend, _USAGE_TABLE)
         async with self._database.engine.begin() as connection:
-            await connection.execute(statement, [_values(row) for row in rows])
+            await connection.execute(self._insert_statement, [_values(row) for row in rows])
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Stop the writer and flush what is queued, retrying for at most ``timeout`` seconds."""
