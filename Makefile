@@ -3,18 +3,21 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# Installs take requirements.lock as constraints: a fresh machine gets exactly what was tested.
+# `make lock` refreshes the lock on purpose (newest releases that pyproject.toml allows).
+LOCKED := -c requirements.lock
 
 .PHONY: run test lint bench bench-compare lock audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
-	$(PIP) -e .
+$(VENV)/.run-deps: pyproject.toml requirements.lock | $(BIN)/python
+	$(PIP) $(LOCKED) -e .
 	@touch $@
 
-$(VENV)/.dev-deps: pyproject.toml | $(BIN)/python
-	$(PIP) -e '.[dev]'
+$(VENV)/.dev-deps: pyproject.toml requirements.lock | $(BIN)/python
+	$(PIP) $(LOCKED) -e '.[dev]'
 	@touch $@ $(VENV)/.run-deps
 
 run: $(VENV)/.run-deps

@@ -173,6 +173,14 @@ class Settings(BaseModel):
 
     cors_origins: list[str] = Field(default_factory=list)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Bounds on what one caller or one upstream may make the gateway hold (README, "Bounds").
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)  # an upstream answer, streamed or not
+    max_sse_line_bytes: int = Field(1024 * 1024, ge=1024)  # one line of an upstream event stream
+    max_choices: int = Field(16, ge=1, le=128)  # the largest ``n`` a chat request may ask for
+    max_request_header_bytes: int = Field(64 * 1024, ge=4096)  # a request's header block, all lines together
+    request_header_timeout_seconds: float = Field(10.0, gt=0, le=300)  # time to send the whole header block
+    upstream_idle_seconds: float = Field(30.0, gt=0, le=3600)  # an idle pooled upstream connection is closed after
+    upstream_max_idle_connections: int = Field(256, ge=0)  # idle pooled connections kept per provider
     upstream_timeout_seconds: float = Field(600.0, gt=0)
     request_timeout_seconds: float = Field(900.0, gt=0)
 

@@ -131,4 +131,4 @@ class Invalidations:
 async def _close(pubsub: PubSub | None) -> None:
     if pubsub is not None:
         with suppress(*redis_errors()):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2 on
