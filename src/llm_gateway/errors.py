@@ -155,10 +155,19 @@ class UpstreamError(GatewayError):
     status = 502
     code = "upstream_error"
 
-    def __init__(self, message: str, *, provider: str = "", upstream_status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        upstream_status: int | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.upstream_status = upstream_status
+        # The upstream's own ``Retry-After`` (or ``retry-after-ms``) on a refusal, in seconds.
+        self.retry_after_seconds = retry_after_seconds
 
 
 # Statuses after which another deployment may well succeed. Upstream 401/403 mean
@@ -182,8 +191,11 @@ class ProviderRejected(UpstreamError):
         error_type: str | None = None,
         error_code: str | None = None,
         param: str | None = None,
+        retry_after_seconds: float | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, upstream_status=upstream_status)
+        super().__init__(
+            message, provider=provider, upstream_status=upstream_status, retry_after_seconds=retry_after_seconds
+        )
         self.retryable = is_retryable_status(upstream_status)
         self.param = param
         self._type = error_type
