@@ -115,13 +115,17 @@ def chunks_to_completion(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class _ChoiceAssembly:
-    """One choice's deltas so far."""
+    """One choice's deltas so far, kept as pieces so that assembly stays linear in the stream's size.
+
+    Text arrives a few characters a chunk; appending to a string per chunk would copy the answer
+    so far each time (quadratic: 64,000 chunks with logprobs once stalled the event loop for 16 s).
+    """
 
     def __init__(self) -> None:
         self.role = "assistant"
         self.fields: dict[str, Any] = {}  # content, refusal and any other streamed message field
-        self.tool_calls: dict[int, dict[str, Any]] = {}
-        self.function_call: dict[str, Any] | None = None
+        self.tool_calls: dict[int, _CallAssembly] = {}
+        self.function_call: _CallAssembly | None = None
         self.logprobs: dict[str, Any] | None = None
         self.finish_reason: str | None = None
 
@@ -136,11 +140,17 @@ class _ChoiceAssembly:
                 for call in value if isinstance(value, list) else ():
                     self._tool_call(call)
             elif name == "function_call":
-                self.function_call = _function(self.function_call or {"name": "", "arguments": ""}, value)
+                if self.function_call is None:
+                    self.function_call = _CallAssembly()
+                self.function_call.feed(value)
             else:
-                self.fields[name] = _merge(self.fields.get(name), value)
-        if isinstance(raw.get("logprobs"), dict):
-            self.logprobs = _merge(self.logprobs, raw["logprobs"])
+                _merge_into(self.fields, name, value)
+        logprobs = raw.get("logprobs")
+        if isinstance(logprobs, dict):
+            if self.logprobs is None:
+                self.logprobs = {}
+            for name, value in logprobs.items():
+                _merge_into(self.logprobs, name, value)
         if raw.get("finish_reason") is not None:
             self.finish_reason = raw["finish_reason"]
 
@@ -150,15 +160,17 @@ class _ChoiceAssembly:
         index = call.get("index")
         if not isinstance(index, int):  # some OpenAI-compatible servers omit it: a new id starts a new call
             index = len(self.tool_calls) if call.get("id") or not self.tool_calls else max(self.tool_calls)
-        slot = self.tool_calls.setdefault(index, {"id": "", "type": "function", "function": {}})
-        if call.get("id") and not slot["id"]:
-            slot["id"] = call["id"]
+        slot = self.tool_calls.get(index)
+        if slot is None:
+            slot = self.tool_calls[index] = _CallAssembly()
+        if call.get("id") and not slot.id:
+            slot.id = call["id"]
         if call.get("type"):
-            slot["type"] = call["type"]
-        slot["function"] = _function(slot["function"] or {"name": "", "arguments": ""}, call.get("function"))
+            slot.type = call["type"]
+        slot.feed(call.get("function"))
 
     def result(self, index: int) -> dict[str, Any]:
-        fields = dict(self.fields)
+        fields = _finished(self.fields)
         message: dict[str, Any] = {
             "role": self.role,
             "content": fields.pop("content", None),
@@ -166,29 +178,77 @@ class _ChoiceAssembly:
             **fields,
         }
         if self.tool_calls:
-            message["tool_calls"] = [self.tool_calls[key] for key in sorted(self.tool_calls)]
+            message["tool_calls"] = [self.tool_calls[key].tool_call() for key in sorted(self.tool_calls)]
         if self.function_call is not None:
-            message["function_call"] = self.function_call
-        return {"index": index, "message": message, "logprobs": self.logprobs, "finish_reason": self.finish_reason}
+            message["function_call"] = self.function_call.function()
+        logprobs = _finished(self.logprobs) if self.logprobs is not None else None
+        return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": self.finish_reason}
 
 
-def _function(slot: dict[str, Any], delta: Any) -> dict[str, Any]:
-    """The name arrives once (some servers repeat it: keep the first); arguments arrive in pieces."""
-    if not isinstance(delta, dict):
-        return slot
-    name, arguments = delta.get("name"), delta.get("arguments")
-    return {
-        "name": slot["name"] or (name if isinstance(name, str) else ""),
-        "arguments": slot["arguments"] + (arguments if isinstance(arguments, str) else ""),
-    }
+class _CallAssembly:
+    """A tool call (or legacy function call): the name arrives once (some servers repeat it: keep the
+    first), the arguments in pieces."""
+
+    __slots__ = ("arguments", "id", "name", "type")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.type = "function"
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def feed(self, delta: Any) -> None:
+        if not isinstance(delta, dict):
+            return
+        name, arguments = delta.get("name"), delta.get("arguments")
+        if not self.name and isinstance(name, str):
+            self.name = name
+        if isinstance(arguments, str):
+            self.arguments.append(arguments)
+
+    def function(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": "".join(self.arguments)}
+
+    def tool_call(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "function": self.function()}
 
 
-def _merge(old: Any, new: Any) -> Any:
-    """Streamed text is appended, lists extended (logprobs, annotations), dicts merged by key; else the last wins."""
-    if isinstance(old, str) and isinstance(new, str):
-        return old + new
-    if isinstance(old, list) and isinstance(new, list):
-        return old + new
-    if isinstance(old, dict) and isinstance(new, dict):
-        return {**old, **{key: _merge(old.get(key), value) for key, value in new.items()}}
-    return list(new) if isinstance(new, list) else new
+class _Text(list[str]):
+    """The pieces of one streamed string, joined once at the end."""
+
+
+def _merge_into(target: dict[str, Any], name: str, value: Any) -> None:
+    """Streamed text is appended, lists extended (logprobs, annotations), dicts merged by key; else the last wins.
+
+    In place, on containers this module made: linear in the size of what is merged.
+    """
+    old = target.get(name)
+    if isinstance(value, str):
+        if isinstance(old, _Text):
+            old.append(value)
+        else:
+            target[name] = _Text((value,))
+    elif isinstance(value, list):
+        if isinstance(old, list) and not isinstance(old, _Text):
+            old.extend(value)
+        else:
+            target[name] = list(value)
+    elif isinstance(value, dict):
+        if not isinstance(old, dict):
+            old = target[name] = {}
+        for key, item in value.items():
+            _merge_into(old, key, item)
+    else:
+        target[name] = value
+
+
+def _finished(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: _finished_value(value) for name, value in fields.items()}
+
+
+def _finished_value(value: Any) -> Any:
+    if isinstance(value, _Text):
+        return "".join(value)
+    if isinstance(value, dict):
+        return _finished(value)
+    return value
