@@ -287,3 +287,35 @@ async def test_a_lost_ticket_frees_its_hold_after_the_reservation_ttl(make_limit
         await limits.admit(who, prompt_tokens=500, max_completion_tokens=500, now=NOW + timedelta(seconds=59))
     ticket = await limits.admit(who, prompt_tokens=500, max_completion_tokens=500, now=NOW + timedelta(seconds=61))
     assert ticket.state.tokens_remaining == 0
+
+
+# -- every choice is reserved (n) ---------------------------------------------------------------
+
+
+async def test_every_choice_is_reserved_with_max_tokens(make_limits: Factory) -> None:
+    """n=128, max_tokens=1000 on a 2,000-token budget was admitted and charged 128,005: n was ignored."""
+    limits = make_limits()
+    who = person(budget=2000)
+    assert await admit_or_none(limits, who, prompt_tokens=5, max_completion_tokens=1000, choices=128, now=NOW) is None
+    ticket = await limits.admit(who, prompt_tokens=5, max_completion_tokens=600, choices=3, now=NOW)
+    assert (ticket.completion_cap, ticket.choices, ticket.reserved_tokens) == (600, 3, 1805)
+    assert (await limits.balance("alice", MONTH, 2000)).reserved == 1805
+    # What is left (195) cannot hold another request of one choice of 600.
+    assert await admit_or_none(limits, who, prompt_tokens=5, max_completion_tokens=600, now=NOW) is None
+
+
+async def test_without_max_tokens_each_choice_gets_its_share_of_what_is_left(make_limits: Factory) -> None:
+    limits = make_limits(completion_allowance=4096)
+    ticket = await limits.admit(person(budget=2000), prompt_tokens=5, max_completion_tokens=None, choices=4, now=NOW)
+    assert (ticket.completion_cap, ticket.cap_set_by_gateway) == ((2000 - 5) // 4, True)
+    assert ticket.reserved_tokens <= 2000
+    assert (await limits.balance("alice", MONTH, 2000)).reserved == ticket.reserved_tokens
+
+
+async def test_a_settled_multi_choice_ticket_frees_its_whole_hold(make_limits: Factory) -> None:
+    limits = make_limits()
+    ticket = await limits.admit(person(budget=5000), prompt_tokens=10, max_completion_tokens=100, choices=8, now=NOW)
+    assert ticket.reserved_tokens == 810
+    await limits.settle(ticket, Usage(10, 400))
+    balance = await limits.balance("alice", MONTH, 5000)
+    assert (balance.used, balance.reserved) == (410, 0)

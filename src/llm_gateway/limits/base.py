@@ -78,15 +78,20 @@ class Ticket:
     key_id: str | None  # set when the key has a budget of its own, which is charged too
     month: str
     prompt_tokens: int
-    completion_cap: int
+    completion_cap: int  # per choice
     cap_set_by_gateway: bool
     state: LimitState
     degraded: bool = False  # admitted without counters (Redis down, fail-open): nothing reserved
+    choices: int = 1  # the request's ``n``: each choice may write ``completion_cap`` tokens
     closed: bool = field(default=False, init=False)
 
     @property
+    def completion_tokens_reserved(self) -> int:
+        return self.choices * self.completion_cap
+
+    @property
     def reserved_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_cap
+        return self.prompt_tokens + self.choices * self.completion_cap
 
     @property
     def scopes(self) -> tuple[tuple[ScopeKind, str], ...]:
@@ -143,6 +148,7 @@ class Plan:
     identity: Identity
     prompt_tokens: int
     max_completion_tokens: int | None
+    choices: int
     now: datetime
     now_ms: int
     month: str
@@ -161,6 +167,7 @@ class Plan:
         max_completion_tokens: int | None,
         now: datetime,
         window_ms: int,
+        choices: int = 1,
     ) -> Plan:
         now = budget.as_utc(now)
         now_ms = int(now.timestamp() * 1000)
@@ -172,6 +179,7 @@ class Plan:
             identity=identity,
             prompt_tokens=max(0, prompt_tokens),
             max_completion_tokens=None if max_completion_tokens is None else max(0, max_completion_tokens),
+            choices=max(1, choices),
             now=now,
             now_ms=now_ms,
             month=budget.month_of(now),
@@ -207,6 +215,7 @@ class Plan:
             cap_set_by_gateway=self.max_completion_tokens is None,
             state=state,
             degraded=degraded,
+            choices=self.choices,
         )
 
 
@@ -254,6 +263,8 @@ class Outcome:
     def _quota_message(self, bound: Balance) -> str:
         plan = self.plan
         wanted = "" if plan.max_completion_tokens is None else f" + max_tokens {plan.max_completion_tokens}"
+        if plan.choices > 1:
+            wanted += f" for each of n={plan.choices} choices"
         return (
             f"You exceeded your current quota: monthly token budget {bound.limit} for {plan.month}, "
             f"{bound.used} used and {bound.reserved} reserved by requests in flight; this request needs "
@@ -274,10 +285,12 @@ def decide(
     if not rate.admits(plan.identity.rate_limit_per_minute, plan.counts(current, previous)):
         return Outcome(plan, current, previous, balances, rate_refused=True)
     available = min(balance.available for balance in balances)
-    cap = budget.completion_allowance(available, plan.prompt_tokens, plan.max_completion_tokens, default_allowance)
+    cap = budget.completion_allowance(
+        available, plan.prompt_tokens, plan.max_completion_tokens, default_allowance, plan.choices
+    )
     if cap is None:
         return Outcome(plan, current, previous, balances)
-    reserved = plan.prompt_tokens + cap
+    reserved = plan.prompt_tokens + plan.choices * cap
     after = tuple(Balance(b.limit, b.used, b.reserved + reserved) for b in balances)
     return Outcome(plan, current + 1, previous, after, cap=cap)
 
@@ -291,6 +304,7 @@ class Admission(Protocol):
         *,
         prompt_tokens: int,
         max_completion_tokens: int | None,
+        choices: int = 1,
         now: datetime | None = None,
     ) -> Ticket: ...
 

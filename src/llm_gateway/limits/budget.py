@@ -68,18 +68,24 @@ class Balance:
 
 
 def completion_allowance(
-    available: int, prompt_tokens: int, max_completion_tokens: int | None, default_allowance: int | None
+    available: int,
+    prompt_tokens: int,
+    max_completion_tokens: int | None,
+    default_allowance: int | None,
+    choices: int = 1,
 ) -> int | None:
-    """The completion tokens to reserve (and cap upstream), or None when the budget cannot cover the request.
+    """The completion tokens to reserve per choice (and cap upstream), or None when the budget cannot cover them.
 
-    With ``max_tokens`` the caller's number is reserved whole: clamping it silently would
-    truncate answers the caller sized on purpose. Without it the gateway caps the completion
-    at what is left, but at most ``default_allowance`` (None: everything that is left) --
-    otherwise one request would reserve the whole month and block every concurrent one.
+    Every choice (``n``) may write the whole cap, so ``choices`` caps are reserved. With
+    ``max_tokens`` the caller's number is reserved whole: clamping it silently would truncate
+    answers the caller sized on purpose. Without it the gateway caps each choice at its share of
+    what is left, but at most ``default_allowance`` (None: everything that is left) -- otherwise
+    one request would reserve the whole month and block every concurrent one.
     """
+    choices = max(1, choices)
     if max_completion_tokens is not None:
-        return max_completion_tokens if prompt_tokens + max_completion_tokens <= available else None
-    cap = available - prompt_tokens
+        return max_completion_tokens if prompt_tokens + choices * max_completion_tokens <= available else None
+    cap = (available - prompt_tokens) // choices
     if default_allowance is not None:
         cap = min(cap, default_allowance)
     return cap if cap >= 1 else None

@@ -102,12 +102,14 @@ class MemoryLimits:
         *,
         prompt_tokens: int,
         max_completion_tokens: int | None,
+        choices: int = 1,
         now: datetime | None = None,
     ) -> Ticket:
         plan = Plan.build(
             identity,
             prompt_tokens=prompt_tokens,
             max_completion_tokens=max_completion_tokens,
+            choices=choices,
             now=now or self._clock(),
             window_ms=self._window_ms,
         )
@@ -123,7 +125,7 @@ class MemoryLimits:
         balances = tuple(Balance(s.limit, c.used, c.reserved) for s, c in zip(plan.scopes, counters, strict=True))
         outcome = decide(plan, window.current, window.previous, balances, self._allowance)
         if outcome.cap is not None:
-            tokens, deadline = plan.prompt_tokens + outcome.cap, plan.now_ms + self._ttl_ms
+            tokens, deadline = plan.prompt_tokens + plan.choices * outcome.cap, plan.now_ms + self._ttl_ms
             window.current += 1
             for counter in counters:
                 counter.hold(plan.ticket_id, tokens, deadline)

@@ -104,12 +104,14 @@ class RedisLimits:
         *,
         prompt_tokens: int,
         max_completion_tokens: int | None,
+        choices: int = 1,
         now: datetime | None = None,
     ) -> Ticket:
         plan = Plan.build(
             identity,
             prompt_tokens=prompt_tokens,
             max_completion_tokens=max_completion_tokens,
+            choices=choices,
             now=now or self._clock(),
             window_ms=self._window_ms,
         )
@@ -187,6 +189,7 @@ class RedisLimits:
             plan.ticket_id,
             plan.now_ms + self._ttl_ms,
             budget.month_keys_ttl_seconds(plan.now),
+            plan.choices,
         ]
         return keys, args
 

@@ -7,7 +7,7 @@
 -- ARGV  1 rate limit   2 window ms   3 ms elapsed in the window   4 now (ms)
 --       5 user budget  6 key budget  7 prompt tokens   8 max completion tokens (-1: none)
 --       9 default completion allowance (-1: all that is left)   10 ticket id
---       11 hold deadline (ms)   12 month keys time to live (s)
+--       11 hold deadline (ms)   12 month keys time to live (s)   13 choices (n: caps reserved)
 -- Reply {status, current, previous, cap, used_1, reserved_1[, used_2, reserved_2]}
 --       status 0 admitted (counts and balances after the reservation), 1 refused by the rate,
 --       2 refused by the budget, 3 budget hash missing (current = bitmask of missing scopes):
@@ -15,6 +15,7 @@
 
 local limit, window, elapsed, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local prompt, max_completion, allowance = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local choices = tonumber(ARGV[13]) or 1
 local scopes = (#KEYS - 2) / 2
 local limits = {tonumber(ARGV[5]), tonumber(ARGV[6])}
 
@@ -63,15 +64,15 @@ end
 
 local cap
 if max_completion >= 0 then
-  if prompt + max_completion > available then return reply(2, current, previous, 0) end
+  if prompt + choices * max_completion > available then return reply(2, current, previous, 0) end
   cap = max_completion
 else
-  cap = available - prompt
+  cap = math.floor((available - prompt) / choices)
   if allowance >= 0 and cap > allowance then cap = allowance end
   if cap < 1 then return reply(2, current, previous, 0) end
 end
 
-local tokens = prompt + cap
+local tokens = prompt + choices * cap
 local member = ARGV[10] .. ':' .. tokens
 for i = 1, scopes do
   local hash, holds = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
