@@ -184,6 +184,17 @@ def count_completion_tokens(text: str, model: str) -> int:
     return count_text_tokens(text, model)
 
 
+def count_fresh_tokens(text: str, model: str) -> int:
+    """Tokens of text that will not come back (a stream's answer, counted piece by piece as it is relayed):
+    not remembered, so it cannot push the counts worth keeping out of the cache."""
+    if not text:
+        return 0
+    encoder = encoding(encoding_name_for(model))
+    if encoder is None:
+        return math.ceil(len(text.encode("utf-8")) / 3)
+    return len(encoder.encode_ordinary(text))
+
+
 def _content_parts(content: Any) -> tuple[list[str], int]:
     """(texts, fixed tokens) of a message ``content``: a string, or a list of typed parts."""
     if isinstance(content, str):

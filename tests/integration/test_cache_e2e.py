@@ -468,7 +468,8 @@ def test_an_answer_cut_short_by_the_callers_budget_is_not_stored(
     start_gateway: StartGateway, env: dict[str, str], fakes: dict[str, FakeProvider], callers: MakeCaller
 ) -> None:
     """Without ``max_tokens`` of the caller's, a nearly spent budget makes the gateway send its remainder as the
-    limit: that answer belongs to this caller's budget, not to the request, and must not be replayed to anyone."""
+    limit: an answer that limit cut short belongs to this caller's budget, not to the request, and must not be
+    replayed to anyone; an answer that finished within it is the request's answer."""
     gateway = start_gateway({**env, "CACHE_SCOPE": "global"})
     nearly_spent = callers(gateway, "alice", monthly_token_budget=300)
     bob = callers(gateway, "bob")
@@ -481,6 +482,6 @@ def test_an_answer_cut_short_by_the_callers_budget_is_not_stored(
 
     headers, answer = bob.create(**BODY)
     assert (headers["x-gateway-cache"], content(answer)) == ("miss", "Once upon a time, the end.")
-    assert "max_completion_tokens" not in upstream.chat_requests[1].body
+    assert upstream.chat_requests[1].body["max_completion_tokens"] == 4096  # the reserved allowance, always sent
     headers, answer = nearly_spent.create(**BODY)  # the whole answer, now stored, serves everyone
     assert (headers["x-gateway-cache"], content(answer), upstream.count) == ("hit", "Once upon a time, the end.", 2)

@@ -47,7 +47,8 @@ def test_openai_answers_first(gateway: GatewayServer, fakes: dict[str, FakeProvi
     assert raw.headers["x-gateway-attempts"] == "1"
     assert raw.headers["x-request-id"]
     sent = fakes["openai"].chat_requests[0]
-    assert sent.body == {"model": "gpt-4o-mini", "messages": MESSAGES}
+    # The caller's body, with the completion cap the gateway reserved (the default allowance): always sent.
+    assert sent.body == {"model": "gpt-4o-mini", "messages": MESSAGES, "max_completion_tokens": 4096}
     assert sent.headers["authorization"] == f"Bearer {fakes['openai'].api_key}"
     assert fakes["anthropic"].count == 0 and fakes["groq"].count == 0
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from llm_gateway.pipeline import describe_answer, describe_chunks
-from llm_gateway.streaming import _parse, describing
+from llm_gateway.pipeline import describe_answer
+from llm_gateway.pipeline.meter import StreamMeter
+from llm_gateway.pipeline.stream import assemble
 from llm_gateway.telemetry.record import RequestRecord
 
 
@@ -32,15 +33,20 @@ def record() -> RequestRecord:
     return RequestRecord.begin("req", "/v1/chat/completions", "gpt-4o-mini", stream=True)
 
 
-def test_only_the_first_chunk_and_those_with_a_finish_reason_are_read() -> None:
-    assert describing(PAYLOADS) == [PAYLOADS[0], PAYLOADS[2], PAYLOADS[3]]
+def test_the_meters_description_equals_that_of_the_assembled_answer() -> None:
+    meter = StreamMeter(model="gpt-4o-mini", cap_tokens=None, keep=True)
+    for payload in PAYLOADS:
+        meter.feed(payload)
+    whole = record()
+    describe_answer(whole, assemble(PAYLOADS))
+    assert meter.response_model == whole.response_model == "gpt-4o-mini-2024-07-18"
+    assert meter.ordered_finish_reasons() == whole.finish_reasons == ("stop", "length")  # by choice index
+    assert meter.payloads == PAYLOADS
 
 
-def test_the_description_equals_that_of_the_assembled_answer() -> None:
-    from llm_gateway.cache import chunks_to_completion
-
-    quick, whole = record(), record()
-    describe_chunks(quick, _parse(describing(PAYLOADS)))
-    describe_answer(whole, chunks_to_completion(_parse(PAYLOADS)))
-    assert quick.response_model == whole.response_model == "gpt-4o-mini-2024-07-18"
-    assert quick.finish_reasons == whole.finish_reasons == ("stop", "length")  # by choice index
+def test_a_stream_larger_than_the_cacheable_size_keeps_no_payloads() -> None:
+    meter = StreamMeter(model="gpt-4o-mini", cap_tokens=None, keep=True, keep_bytes=300)
+    for payload in PAYLOADS:
+        meter.feed(payload)
+    assert meter.payloads is None
+    assert meter.ordered_finish_reasons() == ("stop", "length")

@@ -113,8 +113,10 @@ class ChatEndpoint:
         request_id_text: str = request_state["request_id"]
         if chat.stream:
             answer = await pipeline.stream(chat, identity, request_id=request_id_text, cache_control=cache_control)
-            await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers, request_id)
-            await answer.settled()
+            try:
+                await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers, request_id)
+            finally:  # settles and records the stream, however it ended (cancelled before its first byte too)
+                await answer.aclose()
             return
         result = await pipeline.complete(chat, identity, request_id=request_id_text, cache_control=cache_control)
         await _send_json(send, 200, result.body, result.headers, request_id)

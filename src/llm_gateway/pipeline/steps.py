@@ -2,16 +2,16 @@
 
 identify (the route's dependency) -> admit -> cache -> route -> settle -> record (DESIGN.md).
 Each step lives in its own package; this module puts them in order, so the order can be read
-in one place. Streams run the same steps; their settle and record happen when the stream ends
-(``streaming.py``).
+in one place. A stream runs the same steps; its settle and record happen when it ends, in its
+owner (``stream.StreamRun``). Every admitted request is settled and recorded exactly once,
+whatever ends it: an answer, a failure, or a cancellation at any await.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 import orjson
@@ -19,82 +19,24 @@ import orjson
 from llm_gateway import tokens
 from llm_gateway.auth.identity import Identity
 from llm_gateway.cache import ResponseCache, cache_key, completion_to_chunks, is_cacheable, is_complete
-from llm_gateway.errors import Attempt, GatewayError, InternalError
-from llm_gateway.limits import Admission, Ticket
+from llm_gateway.errors import GatewayError, InternalError
+from llm_gateway.limits import Admission
+from llm_gateway.pipeline.call import (
+    Answer,
+    CachePolicy,
+    Call,
+    StreamAnswer,
+    attempt_record,
+    describe_answer,
+    routed_headers,
+)
+from llm_gateway.pipeline.stream import CLIENT_CLOSED, ReplayedStream, StreamRun
 from llm_gateway.providers.router import Router
 from llm_gateway.schemas.core import ChatRequest, Usage
 from llm_gateway.store.ledger import UsageLedger, UsageRow
-from llm_gateway.telemetry import AttemptRecord, RequestRecord, Telemetry
+from llm_gateway.telemetry import RequestRecord, Telemetry
 
 ROUTE = "/v1/chat/completions"
-
-
-@dataclass(frozen=True, slots=True)
-class CachePolicy:
-    """What ``Cache-Control`` asks of the cache: ``no-cache`` skips the lookup, ``no-store`` skips both."""
-
-    lookup: bool = True
-    store: bool = True
-
-    @classmethod
-    def from_header(cls, value: str | None) -> CachePolicy:
-        if not value:
-            return _DEFAULT_POLICY
-        directives = {part.strip().split("=", 1)[0].lower() for part in value.split(",")}
-        if "no-store" in directives:
-            return cls(lookup=False, store=False)
-        return cls(lookup="no-cache" not in directives, store=True)
-
-
-_DEFAULT_POLICY = CachePolicy()
-
-
-@dataclass(slots=True)
-class Answer:
-    body: bytes
-    headers: dict[str, str]
-
-
-@dataclass(slots=True)
-class StreamAnswer:
-    """A stream's headers, and its chunk payloads (JSON bytes, no SSE framing, no [DONE]).
-
-    Iterating ``chunks`` raises ``GatewayError`` when the upstream fails after the first byte.
-    """
-
-    headers: dict[str, str]
-    chunks: AsyncIterator[bytes]
-    call: Call | None = None  # None for a stream replayed from the cache (settled before it began)
-
-    async def settled(self) -> None:
-        """Wait for the stream's settlement and record (started when its chunks ended), without cancelling it.
-
-        The endpoint waits for this after the last byte went out: the caller has its answer, and the
-        request's span and the ASGI call still cover the charge and the record."""
-        settling = self.call.settling if self.call is not None else None
-        if settling is not None:
-            await asyncio.shield(settling)
-
-
-@dataclass(slots=True)
-class Call:
-    """One request on its way through the pipeline: what each step needs from the ones before."""
-
-    chat: ChatRequest
-    identity: Identity
-    record: RequestRecord
-    policy: CachePolicy
-    ticket: Ticket | None = None
-    cache_key: str | None = None
-    settled: bool = False
-    attempts: list[Attempt] = field(default_factory=list)
-    settling: asyncio.Task[None] | None = None  # a stream's settlement, once its relay has ended
-
-    @property
-    def cache_header(self) -> str:
-        if self.record.cache is not None:
-            return self.record.cache
-        return "bypass"
 
 
 class ChatPipeline:
@@ -130,22 +72,20 @@ class ChatPipeline:
             if hit is not None:
                 await self.settle(call, None, cached=True)
                 return Answer(orjson.dumps(hit), self._headers(call))
-            routed = await self.router.complete(self._upstream_body(call), chat.model, self._attempts(call))
+            routed = await self.router.complete(self._upstream_body(call), chat.model, call.attempts)
             call.record.provider, call.record.upstream_model = routed.provider, routed.model
             completion = routed.completion
-            await self.settle(
-                call, completion.usage or self.estimate_usage(call, tokens.completion_text(completion.body))
+            usage = completion.usage or self.estimate_usage(
+                call, tokens.count_completion_tokens(tokens.completion_text(completion.body), chat.model)
             )
+            await self.settle(call, usage)
             self.store_answer(call, completion.body)
             describe_answer(call.record, completion.body)
             return Answer(
-                completion.to_bytes(), {**self._headers(call), **_routed_headers(routed.provider, routed.attempts)}
+                completion.to_bytes(), {**self._headers(call), **routed_headers(routed.provider, routed.attempts)}
             )
-        except GatewayError as exc:
-            await self.fail(call, exc)
-            raise
-        except Exception:  # a bug: the request still ends as a 500, its reservation released, in the ledger
-            await self.fail(call, InternalError())
+        except BaseException as exc:
+            await self._abandon(call, exc)
             raise
         finally:
             self.finish_record(call)
@@ -153,8 +93,7 @@ class ChatPipeline:
     async def stream(
         self, chat: ChatRequest, identity: Identity, *, request_id: str, cache_control: str | None = None
     ) -> StreamAnswer:
-        from llm_gateway.streaming import relay_upstream  # the stream's own steps, kept in their own module
-
+        """The stream's headers and its owner, once its first content is in hand (fallback ends there)."""
         call = self._begin(chat, identity, request_id, cache_control)
         try:
             await self._admit(call)
@@ -162,17 +101,17 @@ class ChatPipeline:
             if hit is not None:
                 await self.settle(call, None, cached=True)
                 self.finish_record(call)
-                return StreamAnswer(self._headers(call), _replay(hit, include_usage=chat.include_usage))
+                return ReplayedStream(self._headers(call), _replay(hit, include_usage=chat.include_usage))
             body = self._upstream_body(call)
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            routed = await self.router.stream(body, chat.model, self._attempts(call))
-        except Exception as exc:
-            await self.fail(call, exc if isinstance(exc, GatewayError) else InternalError())
+            body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+            routed = await self.router.stream(body, chat.model, call.attempts)
+        except BaseException as exc:
+            await self._abandon(call, exc)
             self.finish_record(call)
             raise
         call.record.provider, call.record.upstream_model = routed.provider, routed.model
-        headers = {**self._headers(call), **_routed_headers(routed.provider, routed.attempts)}
-        return StreamAnswer(headers, relay_upstream(self, call, routed), call)
+        headers = {**self._headers(call), **routed_headers(routed.provider, routed.attempts)}
+        return StreamRun(self, call, routed, headers)
 
     # -- the steps ----------------------------------------------------------------------------
 
@@ -193,8 +132,12 @@ class ChatPipeline:
         body = call.chat.body
         prompt = await tokens.estimate_prompt_tokens_async(body, call.chat.model)
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
+        choices = body.get("n")
         call.ticket = await self.limits.admit(
-            call.identity, prompt_tokens=prompt, max_completion_tokens=requested if isinstance(requested, int) else None
+            call.identity,
+            prompt_tokens=prompt,
+            max_completion_tokens=requested if isinstance(requested, int) else None,
+            choices=choices if isinstance(choices, int) and choices > 1 else 1,
         )
 
     async def _lookup(self, call: Call) -> dict[str, Any] | None:
@@ -208,6 +151,21 @@ class ChatPipeline:
         call.record.cache = "hit" if hit is not None else "miss"
         return hit
 
+    def _upstream_body(self, call: Call) -> dict[str, Any]:
+        """The caller's body with the reserved completion cap, which always goes upstream.
+
+        A caller's own ``max_tokens``/``max_completion_tokens`` is the cap reserved, sent as it is.
+        Without one the gateway reserved a cap of its own (the default allowance, or the budget's
+        remainder when smaller) and sends it as ``max_completion_tokens``: an answer can then never
+        run past what was reserved, whatever the budget has left.
+        """
+        ticket = call.ticket
+        if ticket is None or not ticket.cap_set_by_gateway:
+            return call.chat.body
+        if call.upstream_body is None:
+            call.upstream_body = {**call.chat.body, "max_completion_tokens": ticket.completion_cap}
+        return call.upstream_body
+
     @property
     def wants_answer_body(self) -> bool:
         """Whether telemetry reads a streamed answer whole (Helicone, or contents recorded on spans)."""
@@ -217,37 +175,18 @@ class ChatPipeline:
         return self.cache is not None and call.cache_key is not None and call.policy.store
 
     def store_answer(self, call: Call, completion: dict[str, Any]) -> None:
-        # An answer to a body the gateway capped (this caller's budget nearly spent) is not the request's answer.
-        if (
-            self.cache is not None
-            and call.cache_key is not None
-            and call.policy.store
-            and self._upstream_body(call) is call.chat.body
-            and is_complete(completion)
-        ):
-            self.cache.set(call.cache_key, completion)
-
-    def _upstream_body(self, call: Call) -> dict[str, Any]:
-        """The caller's body; with the budget's remainder as the completion limit when that binds.
-
-        Without a ``max_tokens`` of the caller's, the gateway reserves its default allowance; it
-        sends a limit upstream only when the budget left is smaller than that, so a long answer can
-        never run a nearly spent budget over, and a normal request reaches the model unchanged.
-        """
+        # An answer the gateway's own cap cut short is not the answer to the caller's request.
+        if self.cache is None or call.cache_key is None or not call.policy.store or not is_complete(completion):
+            return
         ticket = call.ticket
-        if ticket is None or not ticket.cap_set_by_gateway or ticket.degraded:
-            return call.chat.body
-        if ticket.completion_cap >= self._allowance:
-            return call.chat.body
-        return {**call.chat.body, "max_completion_tokens": ticket.completion_cap}
+        if ticket is not None and ticket.cap_set_by_gateway and _any_cut_by_length(completion):
+            return
+        self.cache.set(call.cache_key, completion)
 
-    def _attempts(self, call: Call) -> list[Attempt]:
-        return call.attempts
-
-    def estimate_usage(self, call: Call, completion_text: str) -> Usage:
+    def estimate_usage(self, call: Call, completion_tokens: int) -> Usage:
         """Usage when the upstream reported none: the admission's prompt estimate plus the counted answer."""
         prompt = call.ticket.prompt_tokens if call.ticket is not None else 0
-        return Usage(prompt, tokens.count_completion_tokens(completion_text, call.chat.model))
+        return Usage(prompt, completion_tokens)
 
     async def settle(self, call: Call, usage: Usage | None, *, cached: bool = False) -> None:
         if call.settled or call.ticket is None:
@@ -262,6 +201,24 @@ class ChatPipeline:
         call.record.status, call.record.error = exc.status_code, exc.code or type(exc).__name__
         if call.ticket is not None:  # every answer carries x-ratelimit-*, failures after admission too
             exc.add_headers(call.ticket.headers())
+        await self._release(call)
+
+    async def _abandon(self, call: Call, exc: BaseException) -> None:
+        """A request that ends without an answer: its reservation released, its status recorded.
+
+        Run in a task of its own and shielded: a cancellation (the caller went away) must not cut
+        the release short, or the reservation would stay held until it expires.
+        """
+        if isinstance(exc, GatewayError):
+            work = self.fail(call, exc)
+        elif isinstance(exc, asyncio.CancelledError):
+            call.record.status, call.record.error = CLIENT_CLOSED, "client_closed"
+            work = self._release(call)
+        else:  # a bug: the request still ends as a 500, its reservation released, in the ledger
+            work = self.fail(call, InternalError())
+        await asyncio.shield(self.spawn(work))
+
+    async def _release(self, call: Call) -> None:
         if call.ticket is not None and not call.settled:
             call.settled = True
             await self.limits.release(call.ticket)
@@ -289,8 +246,11 @@ class ChatPipeline:
         )
 
     def finish_record(self, call: Call) -> None:
+        if call.recorded:
+            return
+        call.recorded = True
         if self.telemetry is not None:
-            call.record.attempts = [_attempt_record(a) for a in call.attempts]
+            call.record.attempts = [attempt_record(a) for a in call.attempts]
             self.telemetry.record(call.record)
 
     def _headers(self, call: Call) -> dict[str, str]:
@@ -312,40 +272,10 @@ class ChatPipeline:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
-def _attempt_record(attempt: Attempt) -> AttemptRecord:
-    return AttemptRecord(
-        attempt.provider, attempt.model, attempt.start, attempt.duration, attempt.status, attempt.error or None
-    )
+def _any_cut_by_length(completion: dict[str, Any]) -> bool:
+    return any(isinstance(choice, dict) and choice.get("finish_reason") == "length" for choice in completion["choices"])
 
 
-def _routed_headers(provider: str, attempts: list[Attempt]) -> dict[str, str]:
-    return {"x-gateway-provider": provider, "x-gateway-attempts": str(len(attempts))}
-
-
-def describe_answer(record: RequestRecord, completion: dict[str, Any]) -> None:
-    """What telemetry reads from an answer (plain or assembled from a stream)."""
-    record.response_model = completion.get("model") if isinstance(completion.get("model"), str) else None
-    record.response_body = completion
-    record.finish_reasons = tuple(
-        str(choice["finish_reason"])
-        for choice in completion.get("choices") or ()
-        if isinstance(choice, dict) and choice.get("finish_reason")
-    )
-
-
-def describe_chunks(record: RequestRecord, chunks: list[dict[str, Any]]) -> None:
-    """``describe_answer`` for a stream, read off its chunks without assembling the answer."""
-    model = next((chunk.get("model") for chunk in chunks if chunk.get("model")), None)
-    record.response_model = model if isinstance(model, str) else None
-    reasons: dict[int, str] = {}
-    for chunk in chunks:
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                index = choice.get("index")
-                reasons[index if isinstance(index, int) else 0] = str(choice["finish_reason"])
-    record.finish_reasons = tuple(reasons[index] for index in sorted(reasons))
-
-
-async def _replay(completion: dict[str, Any], *, include_usage: bool) -> AsyncIterator[bytes]:
+async def _replay(completion: dict[str, Any], *, include_usage: bool) -> AsyncGenerator[bytes, None]:
     for chunk in completion_to_chunks(completion, include_usage=include_usage):
         yield chunk

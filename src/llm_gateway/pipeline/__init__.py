@@ -1,0 +1,11 @@
+"""The request pipeline: identify -> admit -> cache -> route -> settle -> record (DESIGN.md).
+
+``call`` holds the types every step shares (the request on its way, its answers), ``steps`` the
+steps in order and the two entry points, ``stream`` the owner of a stream's lifecycle and ``meter``
+what a stream's owner measures as it relays. Imports point one way: steps -> stream -> meter, call.
+"""
+
+from llm_gateway.pipeline.call import Answer, CachePolicy, Call, StreamAnswer, describe_answer
+from llm_gateway.pipeline.steps import ROUTE, ChatPipeline
+
+__all__ = ["ROUTE", "Answer", "CachePolicy", "Call", "ChatPipeline", "StreamAnswer", "describe_answer"]

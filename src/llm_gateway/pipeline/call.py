@@ -1,0 +1,100 @@
+"""One request on its way through the pipeline, and what it answers: the types every step shares."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llm_gateway.auth.identity import Identity
+from llm_gateway.errors import Attempt
+from llm_gateway.limits import Ticket
+from llm_gateway.schemas.core import ChatRequest
+from llm_gateway.telemetry import AttemptRecord, RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """What ``Cache-Control`` asks of the cache: ``no-cache`` skips the lookup, ``no-store`` skips both."""
+
+    lookup: bool = True
+    store: bool = True
+
+    @classmethod
+    def from_header(cls, value: str | None) -> CachePolicy:
+        if not value:
+            return _DEFAULT_POLICY
+        directives = {part.strip().split("=", 1)[0].lower() for part in value.split(",")}
+        if "no-store" in directives:
+            return cls(lookup=False, store=False)
+        return cls(lookup="no-cache" not in directives, store=True)
+
+
+_DEFAULT_POLICY = CachePolicy()
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the pipeline: what each step needs from the ones before.
+
+    ``settled`` and ``recorded`` make settlement and the telemetry record happen exactly once,
+    whichever path (answer, failure, cancellation) reaches them first.
+    """
+
+    chat: ChatRequest
+    identity: Identity
+    record: RequestRecord
+    policy: CachePolicy
+    ticket: Ticket | None = None
+    cache_key: str | None = None
+    upstream_body: dict[str, Any] | None = None  # the caller's body as sent upstream (the reserved cap set)
+    settled: bool = False
+    recorded: bool = False
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def cache_header(self) -> str:
+        if self.record.cache is not None:
+            return self.record.cache
+        return "bypass"
+
+
+@dataclass(slots=True)
+class Answer:
+    body: bytes
+    headers: dict[str, str]
+
+
+class StreamAnswer(Protocol):
+    """A stream's headers and its chunk payloads (JSON bytes, no SSE framing, no ``[DONE]``).
+
+    Iterating ``chunks`` raises ``GatewayError`` when the upstream fails after the first byte.
+    ``aclose()`` must be awaited once the endpoint is done with the stream, however it ended
+    (finished, failed, cancelled before its first byte): it settles and records the request.
+    """
+
+    headers: dict[str, str]
+    chunks: AsyncGenerator[bytes, None]
+
+    async def aclose(self) -> None: ...
+
+
+def describe_answer(record: RequestRecord, completion: dict[str, Any]) -> None:
+    """What telemetry reads from an answer (plain or assembled from a stream)."""
+    record.response_model = completion.get("model") if isinstance(completion.get("model"), str) else None
+    record.response_body = completion
+    record.finish_reasons = tuple(
+        str(choice["finish_reason"])
+        for choice in completion.get("choices") or ()
+        if isinstance(choice, dict) and choice.get("finish_reason")
+    )
+
+
+def attempt_record(attempt: Attempt) -> AttemptRecord:
+    return AttemptRecord(
+        attempt.provider, attempt.model, attempt.start, attempt.duration, attempt.status, attempt.error or None
+    )
+
+
+def routed_headers(provider: str, attempts: list[Attempt]) -> dict[str, str]:
+    return {"x-gateway-provider": provider, "x-gateway-attempts": str(len(attempts))}
