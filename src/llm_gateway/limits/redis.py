@@ -28,7 +28,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from llm_gateway import errors
 from llm_gateway.auth.identity import Identity
 from llm_gateway.limits import budget
-from llm_gateway.limits.base import Clock, LedgerUsage, Outcome, Plan, Ticket, no_ledger, tokens_to_charge, utcnow
+from llm_gateway.limits.base import (
+    Clock,
+    LedgerUsage,
+    LimitState,
+    Outcome,
+    Plan,
+    Ticket,
+    no_ledger,
+    tokens_to_charge,
+    utcnow,
+)
 from llm_gateway.limits.budget import Balance, BudgetScope, ScopeKind
 from llm_gateway.schemas.core import Usage
 
@@ -96,6 +106,7 @@ class RedisLimits:
         self._settle_script = client.register_script(lua_source("settle.lua"))
         self._init_script = client.register_script(lua_source("init_budget.lua"))
         self._rebuilds: dict[str, asyncio.Future[None]] = {}
+        self._orphans: set[asyncio.Future[None]] = set()  # releases of admissions whose caller was cancelled
         self._last_warning = 0.0
 
     async def admit(
@@ -118,7 +129,7 @@ class RedisLimits:
         keys, args = self._admit_call(plan)
         for _ in range(3):
             try:
-                reply = [int(value) for value in await self._run(self._admit_script, keys, args)]
+                reply = [int(value) for value in await self._admit_once(plan, keys, args)]
             except self._redis_down as exc:
                 return self._unavailable(plan, exc)
             status, current, previous, cap, *counters = reply
@@ -164,7 +175,8 @@ class RedisLimits:
         return Balance(limit, int(used), int(reserved or 0))
 
     async def aclose(self) -> None:
-        return None
+        while self._orphans:
+            await asyncio.gather(*list(self._orphans), return_exceptions=True)
 
     def _hash(self, kind: ScopeKind, subject: str, month: str) -> str:
         return f"{self._prefix}{'budget' if kind == 'user' else 'keybudget'}:{subject}:{month}"
@@ -192,6 +204,29 @@ class RedisLimits:
             plan.choices,
         ]
         return keys, args
+
+    async def _admit_once(self, plan: Plan, keys: list[str], args: list[str | int]) -> Any:
+        """Run the admission script; if the caller is cancelled while it runs, release what it reserved.
+
+        Once sent, the script runs in Redis whatever happens here: without this, a request cancelled
+        at that moment (its client gone) would hold its reservation until the hold expires.
+        """
+        call = asyncio.ensure_future(self._run(self._admit_script, keys, args))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(partial(self._release_orphan, plan))
+            raise
+
+    def _release_orphan(self, plan: Plan, call: asyncio.Future[Any]) -> None:
+        if call.cancelled() or call.exception() is not None:
+            return
+        status, _current, _previous, cap, *_ = (int(value) for value in call.result())
+        if status == ADMITTED:
+            ticket = plan.make_ticket(cap, LimitState(0, 0, 0.0, 0, 0))
+            task = asyncio.ensure_future(self.release(ticket))
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
 
     async def _rebuild(self, plan: Plan, *, missing: int) -> None:
         """Initialise the missing month hashes from the ledger (first writer wins, across processes).
