@@ -110,6 +110,45 @@ def test_every_provider_down_is_502_without_secrets(gateway: GatewayServer, fake
         assert fake.api_key not in response.text
 
 
+def refuse_everywhere(fakes: dict[str, FakeProvider]) -> None:
+    """Every deployment of ``gpt-4o-mini`` refuses for rate, OpenAI with the shortest wait."""
+    fakes["openai"].push(Fail(429, headers={"retry-after": "7"}))
+    fakes["anthropic"].push(Fail(429, headers={"retry-after": "30"}))
+    fakes["groq"].push(Fail(429, headers={"retry-after": "12"}))
+
+
+def test_every_provider_refusing_for_rate_is_429_not_502(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider]
+) -> None:
+    refuse_everywhere(fakes)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client(gateway).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    assert caught.value.status_code == 429
+    assert (caught.value.type, caught.value.code) == ("rate_limit_error", "rate_limit_exceeded")
+    assert isinstance(caught.value.body, dict)
+    assert [(a["provider"], a["status"]) for a in caught.value.body["attempts"]] == [
+        ("openai", 429),
+        ("anthropic", 429),
+        ("groq", 429),
+    ]
+    assert all(fake.count == 1 for fake in fakes.values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the adapters to fill UpstreamError.retry_after_seconds from retry-after (branch of issue 12); "
+    "drop this marker once merged",
+)
+def test_the_429_carries_the_smallest_upstream_retry_after(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider]
+) -> None:
+    refuse_everywhere(fakes)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client(gateway).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert caught.value.response.headers.get("retry-after") == "7"
+
+
 def test_upstream_400_is_returned_without_fallback(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
     fakes["openai"].push(
         Fail(400, "This model's maximum context length is 128000 tokens.", code="context_length_exceeded")

@@ -22,6 +22,7 @@ from llm_gateway.errors import (
     ProviderTimeout,
     UpstreamError,
     UpstreamStreamError,
+    all_providers_failed,
 )
 from llm_gateway.providers.base import Provider
 from llm_gateway.schemas.core import ChunkStream, Completion
@@ -175,7 +176,7 @@ class Router:
     async def _try_chain(self, model: str, attempts: list[Attempt], attempt: AttemptCall[T]) -> tuple[Deployment, T]:
         """Run ``attempt`` on each deployment of the chain in turn, within the request's deadline, until one
         answers; every try lands in ``attempts``. Raises the first non-retryable failure as it is, or
-        ``AllProvidersFailed`` (504 when out of time)."""
+        ``AllProvidersFailed`` (504 when out of time, 429 when every try was refused for rate or overload)."""
         chain = self._ordered(self.deployments(model))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._request_timeout
@@ -198,7 +199,7 @@ class Router:
                 continue
             self._succeed(deployment, attempts, started)
             return deployment, result
-        raise AllProvidersFailed(model, attempts)
+        raise all_providers_failed(model, attempts)
 
     def _succeed(self, deployment: Deployment, attempts: list[Attempt], started: float) -> None:
         self._cooldowns.succeeded(deployment.key)
@@ -213,6 +214,7 @@ class Router:
                 exc.code or "error",
                 started,
                 time.perf_counter() - started,
+                exc.retry_after_seconds,
             )
         )
         if not exc.retryable:
