@@ -21,11 +21,14 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
         ├── ProviderTimeout           504 no first byte / no chunk within the attempt timeout
         ├── UpstreamStreamError       the provider failed after the stream had started
         └── AllProvidersFailed        502 every deployment of the group failed
+            └── AllProvidersRefused   429 rate_limit_exceeded   every one refused for rate or overload
+                                          (429/529); Retry-After: the smallest upstream one
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -247,8 +250,9 @@ class UpstreamStreamError(UpstreamError):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One call to one deployment: its status (None: no HTTP answer), error code ("" when it answered)
-    and when it ran (``time.perf_counter()`` start and duration in seconds)."""
+    """One call to one deployment: its status (None: no HTTP answer), error code ("" when it answered),
+    when it ran (``time.perf_counter()`` start and duration in seconds) and, for a refusal, the
+    upstream's ``Retry-After`` in seconds (None when it sent none)."""
 
     provider: str
     model: str
@@ -256,20 +260,27 @@ class Attempt:
     error: str
     start: float = 0.0
     duration: float = 0.0
+    retry_after: float | None = None
 
     def public(self) -> dict[str, Any]:
         return {"provider": self.provider, "model": self.model, "status": self.status, "error": self.error}
 
 
 class AllProvidersFailed(UpstreamError):
+    """502 (504 when the request's deadline ran out): no deployment of ``group`` answered.
+
+    Build it with ``all_providers_failed``, which picks ``AllProvidersRefused`` when that rule holds.
+    """
+
     code = "all_providers_failed"
+    headline: ClassVar[str] = "All providers failed for model '{group}'"
 
     def __init__(self, group: str, attempts: list[Attempt], *, timed_out: bool = False) -> None:
         attempts = list(attempts)
         summary = "; ".join(f"{a.provider}: {a.status if a.status is not None else a.error}" for a in attempts)
         if not attempts:
             summary = "no deployment has a configured provider"
-        super().__init__(f"All providers failed for model '{group}': {summary}")
+        super().__init__(f"{self.headline.format(group=group)}: {summary}")
         self.attempts = attempts
         self.timed_out = timed_out
 
@@ -281,3 +292,51 @@ class AllProvidersFailed(UpstreamError):
         envelope = super().envelope()
         envelope["error"]["attempts"] = [a.public() for a in self.attempts]
         return envelope
+
+
+# Upstream statuses that refuse for rate (429) or overload (Anthropic's 529): the provider will
+# answer again later, on its own schedule.
+REFUSAL_STATUSES = frozenset({429, 529})
+
+
+class AllProvidersRefused(AllProvidersFailed):
+    """429: every attempt was refused for rate or overload, so the caller should back off, not report an outage.
+
+    ``retry_after_seconds`` is the smallest ``Retry-After`` among the refusals that carried one, in whole
+    seconds (rounded up, at least 1), or None when none did: then no ``Retry-After`` is sent, rather than a
+    schedule the gateway would invent, and clients back off on their own. ``overloaded``: some attempt was
+    a 529 (the Anthropic route answers 529 ``overloaded_error`` then).
+    """
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    headline = "Every provider refused model '{group}' for rate or overload"
+
+    def __init__(self, group: str, attempts: list[Attempt]) -> None:
+        super().__init__(group, attempts)
+        waits = [a.retry_after for a in attempts if a.retry_after is not None and 0 <= a.retry_after < math.inf]
+        self.retry_after_seconds = max(1, math.ceil(min(waits))) if waits else None
+
+    @property
+    def status_code(self) -> int:
+        return 429
+
+    @property
+    def overloaded(self) -> bool:
+        return any(a.status == 529 for a in self.attempts)
+
+    def headers(self) -> dict[str, str]:
+        headers = super().headers()
+        if self.retry_after_seconds is not None:
+            headers["retry-after"] = str(int(self.retry_after_seconds))
+        return headers
+
+
+def all_providers_failed(group: str, attempts: Sequence[Attempt]) -> AllProvidersFailed:
+    """The error for a chain that ran out (not out of time): a 429 when every attempt was refused for rate
+    or overload (DESIGN.md, Fallback), else 502 with the attempts."""
+    attempts = list(attempts)
+    if attempts and all(a.status in REFUSAL_STATUSES for a in attempts):
+        return AllProvidersRefused(group, attempts)
+    return AllProvidersFailed(group, attempts)

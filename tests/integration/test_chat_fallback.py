@@ -111,6 +111,67 @@ def test_every_provider_down_is_502_without_secrets(gateway: GatewayServer, fake
         assert fake.api_key not in response.text
 
 
+def refuse(fakes: dict[str, FakeProvider], *statuses: int, retry_after: tuple[str, ...] = ()) -> None:
+    """The deployments of ``gpt-4o-mini`` (openai, anthropic, groq) refuse in turn, with these Retry-After."""
+    for index, (name, status) in enumerate(zip(("openai", "anthropic", "groq"), statuses, strict=True)):
+        wait = retry_after[index] if index < len(retry_after) else None
+        fakes[name].push(Fail(status, headers={"retry-after": wait} if wait else None))
+
+
+def rate_limited(gateway: GatewayServer, *, stream: bool = False) -> openai.RateLimitError:
+    """What the SDK (``max_retries=0``) raises for a chat request refused with 429."""
+    with pytest.raises(openai.RateLimitError) as caught:
+        client(gateway).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=stream)
+    assert isinstance(caught.value.body, dict)
+    return caught.value
+
+
+def test_every_provider_refusing_for_rate_is_429_not_502(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider]
+) -> None:
+    refuse(fakes, 429, 429, 429, retry_after=("7", "30", "12"))
+    refused = rate_limited(gateway)
+
+    assert (refused.status_code, refused.type, refused.code) == (429, "rate_limit_error", "rate_limit_exceeded")
+    assert [(a["provider"], a["status"]) for a in refused.body["attempts"]] == [
+        ("openai", 429),
+        ("anthropic", 429),
+        ("groq", 429),
+    ]
+    assert all(fake.count == 1 for fake in fakes.values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the adapters to fill UpstreamError.retry_after_seconds from retry-after (branch of issue 12); "
+    "drop this marker once merged",
+)
+def test_the_429_carries_the_smallest_upstream_retry_after(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider]
+) -> None:
+    refuse(fakes, 429, 429, 429, retry_after=("7", "30", "12"))
+    assert rate_limited(gateway).response.headers.get("retry-after") == "7"
+
+
+def test_a_stream_refused_for_rate_and_overload_everywhere_is_429_too(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider]
+) -> None:
+    refuse(fakes, 429, 529, 429)  # overload counts as a refusal; the OpenAI route still says 429
+    refused = rate_limited(gateway, stream=True)
+
+    assert refused.code == "rate_limit_exceeded"
+    assert [a["status"] for a in refused.body["attempts"]] == [429, 529, 429]
+    assert "retry-after" not in refused.response.headers  # none of the refusals carried one
+
+
+def test_a_refusal_mixed_with_an_outage_stays_502(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
+    refuse(fakes, 429, 500, 529, retry_after=("7",))
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(gateway).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert (caught.value.status_code, caught.value.code) == (502, "all_providers_failed")
+    assert "retry-after" not in caught.value.response.headers
+
+
 def test_upstream_400_is_returned_without_fallback(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
     fakes["openai"].push(
         Fail(400, "This model's maximum context length is 128000 tokens.", code="context_length_exceeded")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from llm_gateway.errors import (
     AllProvidersFailed,
+    AllProvidersRefused,
     ModelNotFound,
     ProviderRejected,
     ProviderTimeout,
@@ -78,7 +80,10 @@ def chunk(*, role: str | None = None, content: str | None = None, finish: str | 
 
 
 def make_router(
-    *providers: ScriptedProvider, cooldowns: Cooldowns | None = None, groups: dict[str, list[Deployment]] | None = None
+    *providers: ScriptedProvider,
+    cooldowns: Cooldowns | None = None,
+    groups: dict[str, list[Deployment]] | None = None,
+    request_timeout: float = 10,
 ) -> Router:
     chain = [Deployment(provider=p.name, model=f"{p.name}-model") for p in providers]
     return Router(
@@ -86,7 +91,7 @@ def make_router(
         {p.name: p for p in providers},
         cooldowns or Cooldowns(3, 30),
         attempt_timeout=5,
-        request_timeout=10,
+        request_timeout=request_timeout,
     )
 
 
@@ -222,3 +227,84 @@ async def test_stream_failing_after_its_preamble_still_falls_back() -> None:
     a, b = PreambleThenError("a"), ScriptedProvider("b")
     routed = await make_router(a, b).stream({}, "group")
     assert routed.provider == "b" and a.stream.closed
+
+
+def refused(status: int, provider: str, retry_after: float | None = None) -> ProviderRejected:
+    return ProviderRejected(
+        f"status {status}", provider=provider, upstream_status=status, retry_after_seconds=retry_after
+    )
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_every_attempt_refused_for_rate_or_overload_is_429_with_the_smallest_retry_after(
+    streaming: bool,
+) -> None:
+    a = ScriptedProvider("a", refused(429, "a", 12.0))
+    b = ScriptedProvider("b", refused(529, "b"))  # carried no Retry-After: does not count
+    c = ScriptedProvider("c", refused(429, "c", 6.2))
+    router = make_router(a, b, c)
+    with pytest.raises(AllProvidersRefused) as caught:
+        await (router.stream({}, "group") if streaming else router.complete({}, "group"))
+
+    error = caught.value
+    assert isinstance(error, AllProvidersFailed)  # still the chain's failure, with its attempts
+    assert (error.status_code, error.retry_after_seconds, error.overloaded) == (429, 7, True)
+    assert error.headers() == {"retry-after": "7"}
+    assert error.envelope() == {
+        "error": {
+            "message": "Every provider refused model 'group' for rate or overload: a: 429; b: 529; c: 429",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "rate_limit_exceeded",
+            "attempts": [
+                {"provider": "a", "model": "a-model", "status": 429, "error": "upstream_error"},
+                {"provider": "b", "model": "b-model", "status": 529, "error": "upstream_error"},
+                {"provider": "c", "model": "c-model", "status": 429, "error": "upstream_error"},
+            ],
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("retry_afters", "expected"),
+    [
+        ((None, None), None),  # none carried one: no Retry-After rather than an invented schedule
+        ((0.2, None), 1),  # at least one second
+        ((30.0, 2.0), 2),
+        ((float("inf"), float("nan")), None),  # nonsense is ignored
+        ((-5.0, 4.0), 4),
+    ],
+)
+async def test_retry_after_is_the_smallest_carried_rounded_up(
+    retry_afters: tuple[float | None, float | None], expected: int | None
+) -> None:
+    a = ScriptedProvider("a", refused(429, "a", retry_afters[0]))
+    b = ScriptedProvider("b", refused(429, "b", retry_afters[1]))
+    with pytest.raises(AllProvidersRefused) as caught:
+        await make_router(a, b).complete({}, "group")
+    assert caught.value.retry_after_seconds == expected
+    assert caught.value.headers() == ({} if expected is None else {"retry-after": str(expected)})
+    assert not caught.value.overloaded  # no 529 among the attempts
+
+
+async def test_a_refusal_mixed_with_another_failure_stays_502() -> None:
+    a, b = ScriptedProvider("a", refused(429, "a", 3.0)), ScriptedProvider("b", rejected(500, "b"))
+    with pytest.raises(AllProvidersFailed) as caught:
+        await make_router(a, b).complete({}, "group")
+    assert type(caught.value) is AllProvidersFailed
+    assert (caught.value.status_code, caught.value.code) == (502, "all_providers_failed")
+    assert "retry-after" not in caught.value.headers()
+
+
+async def test_refusals_then_the_deadline_stay_504() -> None:
+    class Slow(ScriptedProvider):
+        async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
+            await asyncio.sleep(1)
+            raise AssertionError("the request deadline cuts this attempt short")
+
+    a, slow = ScriptedProvider("a", refused(429, "a", 3.0)), Slow("slow")
+    with pytest.raises(AllProvidersFailed) as caught:
+        await make_router(a, slow, request_timeout=0.05).complete({}, "group")
+    assert type(caught.value) is AllProvidersFailed
+    assert (caught.value.status_code, caught.value.timed_out) == (504, True)
+    assert [(x.provider, x.status) for x in caught.value.attempts] == [("a", 429), ("slow", None)]

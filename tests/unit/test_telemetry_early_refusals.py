@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llm_gateway.telemetry import RequestRecord, Telemetry, TelemetrySettings
-from llm_gateway.telemetry.early_refusals import UNKNOWN_MODEL
+from llm_gateway.telemetry.early_refusals import UNKNOWN_MODEL, EarlyRefusalRecorder
 
 ROUTE = "/v1/chat/completions"
 
@@ -52,3 +52,20 @@ async def test_only_requests_without_a_record_are_recorded_with_their_status_and
         ("r-3", "gpt-4o-mini", 502, None),
     ]
     assert all(r.duration is not None and r.duration >= 0 for r in telemetry.records)
+
+
+async def test_the_recorder_needs_only_a_callable_not_the_facade() -> None:
+    """The recorder is handed where records go, so that it does not import ``facade`` (which imports it)."""
+    records: list[RequestRecord] = []
+
+    async def refuse(request: Request) -> Response:
+        return JSONResponse({"error": {"message": "too big", "code": "request_too_large"}}, status_code=413)
+
+    app = EarlyRefusalRecorder(
+        Starlette(routes=[Route(ROUTE, refuse, methods=["POST"])]), record=records.append, routes={ROUTE: ROUTE}
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        await client.post(ROUTE)
+
+    seen = [(r.route, r.model, r.status, r.error) for r in records]
+    assert seen == [(ROUTE, UNKNOWN_MODEL, 413, "request_too_large")]

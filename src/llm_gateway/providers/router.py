@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -22,10 +22,16 @@ from llm_gateway.errors import (
     ProviderTimeout,
     UpstreamError,
     UpstreamStreamError,
+    all_providers_failed,
 )
 from llm_gateway.providers.base import Provider
 from llm_gateway.schemas.core import ChunkStream, Completion
 from llm_gateway.settings import Deployment
+
+T = TypeVar("T")
+# One try on one deployment: (its provider, the deployment, the request's deadline in loop time, the
+# attempt's timeout in seconds) -> what the deployment answered.
+AttemptCall = Callable[[Provider, Deployment, float, float], Awaitable[T]]
 
 # Bare model names that route straight to one provider when no group matches.
 DIRECT_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -146,36 +152,31 @@ class Router:
         self, body: dict[str, Any], model: str, attempts: list[Attempt] | None = None
     ) -> RoutedCompletion:
         """Try the group's deployments in turn; ``attempts`` (when given) collects every try as it ends."""
+
+        async def attempt(provider: Provider, deployment: Deployment, deadline: float, timeout: float) -> Completion:
+            return await provider.chat(body, deployment.model, timeout=timeout)
+
         attempts = [] if attempts is None else attempts
-        chain = self._ordered(self.deployments(model))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._request_timeout
-        for deployment in chain:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AllProvidersFailed(model, attempts, timed_out=True)
-            provider = self._providers[deployment.provider]
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(remaining):
-                    completion = await provider.chat(
-                        body, deployment.model, timeout=min(self._attempt_timeout, remaining)
-                    )
-            except TimeoutError:
-                self._fail(
-                    deployment, attempts, started, ProviderTimeout("request timeout", provider=deployment.provider)
-                )
-                raise AllProvidersFailed(model, attempts, timed_out=True) from None
-            except UpstreamError as exc:
-                self._fail(deployment, attempts, started, exc)
-                continue
-            self._succeed(deployment, attempts, started)
-            return RoutedCompletion(deployment.provider, deployment.model, attempts, completion)
-        raise AllProvidersFailed(model, attempts)
+        deployment, completion = await self._try_chain(model, attempts, attempt)
+        return RoutedCompletion(deployment.provider, deployment.model, attempts, completion)
 
     async def stream(self, body: dict[str, Any], model: str, attempts: list[Attempt] | None = None) -> RoutedStream:
         """Like ``complete``, for a stream: committed to a deployment once its first content arrived."""
+
+        async def attempt(
+            provider: Provider, deployment: Deployment, deadline: float, timeout: float
+        ) -> tuple[ChunkStream, list[bytes]]:
+            stream = await provider.chat_stream(body, deployment.model, deadline=deadline, timeout=timeout)
+            return stream, await _read_head(stream, deployment.provider)
+
         attempts = [] if attempts is None else attempts
+        deployment, (stream, head) = await self._try_chain(model, attempts, attempt)
+        return RoutedStream(deployment.provider, deployment.model, attempts, head, stream)
+
+    async def _try_chain(self, model: str, attempts: list[Attempt], attempt: AttemptCall[T]) -> tuple[Deployment, T]:
+        """Run ``attempt`` on each deployment of the chain in turn, within the request's deadline, until one
+        answers; every try lands in ``attempts``. Raises the first non-retryable failure as it is, or
+        ``AllProvidersFailed`` (504 when out of time, 429 when every try was refused for rate or overload)."""
         chain = self._ordered(self.deployments(model))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._request_timeout
@@ -187,10 +188,7 @@ class Router:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(remaining):
-                    stream = await provider.chat_stream(
-                        body, deployment.model, deadline=deadline, timeout=min(self._attempt_timeout, remaining)
-                    )
-                    head = await _read_head(stream, deployment.provider)
+                    result = await attempt(provider, deployment, deadline, min(self._attempt_timeout, remaining))
             except TimeoutError:
                 self._fail(
                     deployment, attempts, started, ProviderTimeout("request timeout", provider=deployment.provider)
@@ -200,8 +198,8 @@ class Router:
                 self._fail(deployment, attempts, started, exc)
                 continue
             self._succeed(deployment, attempts, started)
-            return RoutedStream(deployment.provider, deployment.model, attempts, head, stream)
-        raise AllProvidersFailed(model, attempts)
+            return deployment, result
+        raise all_providers_failed(model, attempts)
 
     def _succeed(self, deployment: Deployment, attempts: list[Attempt], started: float) -> None:
         self._cooldowns.succeeded(deployment.key)
@@ -216,6 +214,7 @@ class Router:
                 exc.code or "error",
                 started,
                 time.perf_counter() - started,
+                exc.retry_after_seconds,
             )
         )
         if not exc.retryable:

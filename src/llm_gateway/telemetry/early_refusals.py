@@ -9,6 +9,7 @@ when it did not and the answer is an error, it records one with the status and t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,6 @@ from llm_gateway.telemetry.record import RequestRecord
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-    from llm_gateway.telemetry.facade import Telemetry
 
 UNKNOWN_MODEL = "unknown"  # the body was not read, or named no model the gateway serves
 _MAX_ERROR_BYTES = 4096
@@ -43,10 +42,12 @@ def mark_recorded() -> None:
 
 
 class EarlyRefusalRecorder:
-    def __init__(self, app: ASGIApp, telemetry: Telemetry, routes: dict[str, str]) -> None:
-        """``routes``: request path -> the route name records use (``/chat/completions`` is ``/v1/...``)."""
+    def __init__(self, app: ASGIApp, record: Callable[[RequestRecord], None], routes: dict[str, str]) -> None:
+        """``record``: where a refusal's record goes (``Telemetry.record``, passed in so that this module
+        need not import the facade that installs it); ``routes``: request path -> the route name records
+        use (``/chat/completions`` is ``/v1/...``)."""
         self.app = app
-        self.telemetry = telemetry
+        self.record = record
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,7 +78,7 @@ class EarlyRefusalRecorder:
             if not marker.recorded and status >= 400:
                 record = RequestRecord(route, route, UNKNOWN_MODEL, start, start_ns, status=status)
                 _describe(record, scope.get("state") or {}, error_body)
-                self.telemetry.record(record)
+                self.record(record)
 
 
 def _describe(record: RequestRecord, state: dict[str, Any], error_body: bytes) -> None:

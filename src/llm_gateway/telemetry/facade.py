@@ -129,7 +129,7 @@ class Telemetry:
         """Add the middleware that records requests refused before the pipeline on ``routes`` (path -> route
         name), and outside it the server-span middleware, only when tracing is on. Call before the app starts."""
         if routes:
-            app.add_middleware(EarlyRefusalRecorder, telemetry=self, routes=dict(routes))
+            app.add_middleware(EarlyRefusalRecorder, record=self.record, routes=dict(routes))
         if self._tracer is not None:
             from llm_gateway.telemetry.server_span import ServerSpanMiddleware
 
@@ -138,7 +138,7 @@ class Telemetry:
     def wrap(self, app: ASGIApp, *, routes: Mapping[str, str]) -> ASGIApp:
         """``app`` inside the same two wrappers ``install`` adds: for an entry served outside the Starlette
         stack (the chat routes), so its requests are recorded and traced like every other."""
-        wrapped: ASGIApp = EarlyRefusalRecorder(app, telemetry=self, routes=dict(routes))
+        wrapped: ASGIApp = EarlyRefusalRecorder(app, record=self.record, routes=dict(routes))
         if self._tracer is not None:
             from llm_gateway.telemetry.server_span import ServerSpanMiddleware
 
