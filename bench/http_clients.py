@@ -163,8 +163,7 @@ class TransportClient:
     """The gateway's own ``HttpTransport`` (asyncio.Protocol + httptools), used as the adapters use it."""
 
     def __init__(self, url: str, stream_events: int) -> None:
-        from llm_gateway.providers.http import iter_sse
-        from llm_gateway.providers.transport import HttpTransport
+        from llm_gateway.http import HttpTransport, iter_sse
 
         self.iter_sse = iter_sse
         self.expected = stream_events + 1
@@ -172,29 +171,23 @@ class TransportClient:
         self.head = self.transport.request_head("/chat/completions", HEADERS)
 
     async def complete(self) -> None:
-        response = await self.transport.post(self.head, BODY, timeout=REQUEST_TIMEOUT_S)
-        try:
+        async with self.transport.post(self.head, BODY, timeout=REQUEST_TIMEOUT_S) as response:
             body = await response.read()
-        finally:
-            response.release()
         if response.status != 200:
             raise RuntimeError(f"status {response.status}")
         _check_completion(orjson.loads(body))
 
     async def stream(self) -> None:
         events, done = 0, False
-        response = await self.transport.post(self.head, STREAM_BODY, timeout=REQUEST_TIMEOUT_S)
-        try:
+        async with self.transport.post(self.head, STREAM_BODY, timeout=REQUEST_TIMEOUT_S) as response:
             if response.status != 200:
                 raise RuntimeError(f"status {response.status}")
-            async for event in self.iter_sse(response):
+            async for event in self.iter_sse(response, max_line_bytes=1024 * 1024):
                 if event.data == b"[DONE]":
                     done = True
                     break
                 orjson.loads(event.data)
                 events += 1
-        finally:
-            response.release()
         _check_stream(events, done, self.expected)
 
     async def aclose(self) -> None:

@@ -30,6 +30,7 @@ from llm_gateway.api.responses import error_response
 from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache
 from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
+from llm_gateway.http import UpstreamBounds
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.pipeline import ROUTE, ChatPipeline
 from llm_gateway.providers.base import Provider
@@ -81,7 +82,15 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
             cache = await stack.enter_async_context(_cache(settings, on_error=app.state.telemetry.metrics.cache_error))
             tokens.preload_in_background(tokens.encodings_for(config.models))  # the groups' encoders, off start-up
 
-            providers = build_providers(config.providers)
+            providers = build_providers(
+                config.providers,
+                UpstreamBounds(
+                    settings.max_response_bytes,
+                    settings.max_sse_line_bytes,
+                    settings.upstream_idle_seconds,
+                    settings.upstream_max_idle_connections,
+                ),
+            )
             stack.push_async_callback(_close_providers, providers)
             router = Router(
                 config.models,

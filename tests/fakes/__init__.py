@@ -7,16 +7,18 @@ Typical use::
     assert fake.chat_requests[0].body["max_tokens"] == 256
 """
 
-from .behaviours import Behaviour, Delay, Drop, Fail, FailMidStream, Raw, Reply, Stall, StreamError
+from .behaviours import Behaviour, Delay, Drop, EchoHeaders, Fail, FailMidStream, Flood, Raw, Reply, Stall, StreamError
 from .upstream import FakeProvider, ProviderKind, Recorded
 
 __all__ = [
     "Behaviour",
     "Delay",
     "Drop",
+    "EchoHeaders",
     "Fail",
     "FailMidStream",
     "FakeProvider",
+    "Flood",
     "ProviderKind",
     "Raw",
     "Recorded",

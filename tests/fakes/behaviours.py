@@ -118,4 +118,30 @@ class StreamError:
     reply: Reply = field(default_factory=Reply)
 
 
-Behaviour = Reply | Fail | Delay | Drop | FailMidStream | Stall | Raw | StreamError
+@dataclass(frozen=True)
+class Flood:
+    """A 200 answer that starts with ``prefix`` and goes on with ``x`` up to ``size`` bytes, written as fast as
+    the client reads; with Content-Length when ``announce``, else chunked. Ends early when the client closes.
+
+    ``Flood(1 << 30)`` is a 1 GiB JSON answer; ``Flood(1 << 30, prefix=b"data: ", content_type=
+    "text/event-stream", announce=False)`` an event stream whose line never ends.
+    """
+
+    size: int
+    _: KW_ONLY
+    prefix: bytes = b""
+    announce: bool = True
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class EchoHeaders:
+    """An error whose message repeats every request header (as a debugging proxy's error page does):
+    a plain ``status`` answer, or with ``in_stream`` a 200 stream that carries it after two content chunks."""
+
+    status: int = 400
+    _: KW_ONLY
+    in_stream: bool = False
+
+
+Behaviour = Reply | Fail | Delay | Drop | FailMidStream | Stall | Raw | StreamError | Flood | EchoHeaders

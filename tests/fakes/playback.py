@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from .behaviours import Behaviour, Delay, Drop, Fail, FailMidStream, Raw, Reply, Stall, StreamError
+from .behaviours import Behaviour, Delay, Drop, EchoHeaders, Fail, FailMidStream, Flood, Raw, Reply, Stall, StreamError
 from .sse import StreamPlan, dumps
 
 JSON = dict[str, Any]
@@ -78,7 +78,40 @@ async def play(behaviour: Behaviour, request: web.Request, wire: ProviderWire, b
                 return json_answer(wire, status, wire.error(status, message, error_type))
             error_event = wire.stream_error(message, error_type)
             return await _stream(request, wire, wire.stream(body, reply), reply.chunk_delay, error=(after, error_event))
+        case Flood() | EchoHeaders():
+            return await _play_hostile(behaviour, request, wire, body, streaming=streaming)
     raise TypeError(f"not a behaviour: {behaviour!r}")
+
+
+async def _play_hostile(
+    behaviour: Flood | EchoHeaders, request: web.Request, wire: ProviderWire, body: JSON, *, streaming: bool
+) -> web.StreamResponse:
+    """The behaviours that test the gateway's bounds and secrecy rather than the provider's wire."""
+    if isinstance(behaviour, Flood):
+        return await _flood(
+            request, wire, behaviour.size, behaviour.prefix, behaviour.content_type, announce=behaviour.announce
+        )
+    seen = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+    message = f"request refused; headers received: {seen}"
+    if behaviour.in_stream and streaming:
+        return await play(StreamError(2, message=message, reply=Reply("a b c d", chunks=4)), request, wire, body)
+    return json_answer(wire, behaviour.status, wire.error(behaviour.status, message))
+
+
+async def _flood(
+    request: web.Request, wire: ProviderWire, size: int, prefix: bytes, content_type: str, *, announce: bool
+) -> web.StreamResponse:
+    response = await _open(request, wire, content_type, size if announce else None)
+    piece = b"x" * 65536
+    try:
+        await response.write(prefix)
+        for _ in range((size - len(prefix)) // len(piece)):
+            await response.write(piece)
+        await response.write(b"x" * ((size - len(prefix)) % len(piece)))
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):  # the client closed: what this behaviour is for
+        pass
+    return response
 
 
 def _abort(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:

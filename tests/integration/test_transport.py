@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from llm_gateway.errors import ProviderProtocolError, ProviderTimeout, ProviderUnreachable
-from llm_gateway.providers.http import iter_sse, map_transport_errors
-from llm_gateway.providers.transport import HttpTransport
+from llm_gateway.http import HttpTransport, UpstreamBounds, iter_sse
+from llm_gateway.providers.adapter import map_transport_errors
 
 pytestmark = pytest.mark.integration
 # Every test here runs on both loops (``pytest_asyncio_loop_factories`` in conftest.py): the gateway serves
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+DEFAULT_BOUNDS = UpstreamBounds()
 
 
 class RawServer:
@@ -59,11 +60,13 @@ class RawServer:
 
 
 @asynccontextmanager
-async def serving(answer: Answer) -> AsyncIterator[tuple[RawServer, HttpTransport]]:
+async def serving(
+    answer: Answer, bounds: UpstreamBounds = DEFAULT_BOUNDS
+) -> AsyncIterator[tuple[RawServer, HttpTransport]]:
     raw = RawServer(answer)
     server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
     raw.port = server.sockets[0].getsockname()[1]
-    transport = HttpTransport(f"http://127.0.0.1:{raw.port}/v1")
+    transport = HttpTransport(f"http://127.0.0.1:{raw.port}/v1", bounds=bounds)
     try:
         yield raw, transport
     finally:
@@ -78,11 +81,8 @@ def head(transport: HttpTransport) -> bytes:
 
 async def post_and_read(transport: HttpTransport, body: bytes = b'{"a":1}', timeout: float = 2.0) -> tuple[int, bytes]:
     with map_transport_errors("openai"):
-        response = await transport.post(head(transport), body, timeout=timeout)
-        try:
+        async with transport.post(head(transport), body, timeout=timeout) as response:
             return response.status, await response.read()
-        finally:
-            response.release()
 
 
 async def echo_with_length(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
@@ -172,9 +172,10 @@ async def test_a_pooled_connection_closed_by_the_upstream_is_replaced_without_an
     assert server.connections == 5
 
 
-async def test_a_stale_connection_seen_only_on_write_is_retried_once() -> None:
-    """The close has not been noticed when the connection is taken from the pool: the request fails on it
-    with no byte of answer, and goes out again on a new connection (the upstream never processed it)."""
+async def test_a_request_written_on_a_pooled_connection_is_never_sent_twice() -> None:
+    """The upstream reads the request and closes without a byte of answer: it may have processed (and
+    billed) it, so the transport fails (retryable, for the router to try the next deployment) and does
+    not send the same POST again on a new connection."""
 
     async def answer_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
         if body == b"first":
@@ -183,10 +184,12 @@ async def test_a_stale_connection_seen_only_on_write_is_retried_once() -> None:
 
     async with serving(answer_then_drop) as (server, transport):
         assert await post_and_read(transport, b"first") == (200, b"first")
-        with pytest.raises(ProviderUnreachable):
-            # a second request on the reused connection is dropped, and so is the retry: an error, not a hang
+        with pytest.raises(ProviderUnreachable, match=r"^openai closed the connection before answering$") as caught:
             await post_and_read(transport, b"second")
-    assert server.connections == 2
+        assert caught.value.retryable
+        assert [request.rsplit(b"\r\n\r\n", 1)[1] for request in server.requests] == [b"first", b"second"]
+        assert server.connections == 1
+        assert transport.open_connections == 0
 
 
 async def test_a_connection_cut_mid_body_is_unreachable_not_a_short_answer() -> None:
@@ -225,7 +228,7 @@ async def test_silence_before_the_answer_times_out() -> None:
         started = asyncio.get_running_loop().time()
         with pytest.raises(ProviderTimeout):
             await post_and_read(transport, timeout=0.3)
-        assert 0.3 <= asyncio.get_running_loop().time() - started < 1.0
+        assert 0.29 <= asyncio.get_running_loop().time() - started < 1.0  # uvloop's clock is in ms
 
 
 async def test_the_timeout_bounds_each_gap_not_the_whole_body() -> None:
@@ -257,12 +260,11 @@ async def test_an_unreachable_upstream_is_unreachable() -> None:
         await post_and_read(transport)
 
 
-async def test_read_with_a_limit_returns_the_start_and_drops_the_connection() -> None:
+async def test_read_prefix_returns_the_start_and_drops_the_connection() -> None:
     async with serving(echo_with_length) as (server, transport):
         with map_transport_errors("openai"):
-            response = await transport.post(head(transport), b"x" * 1000, timeout=2)
-            assert await response.read(100) == b"x" * 100
-            response.release()
+            async with transport.post(head(transport), b"x" * 1000, timeout=2) as response:
+                assert await response.read_prefix(100) == b"x" * 100
         assert await post_and_read(transport, b"next") == (200, b"next")
     assert server.connections == 2
 
@@ -284,9 +286,8 @@ async def test_sse_events_are_parsed_however_the_network_cuts_the_bytes() -> Non
 
     async with serving(sse) as (_, transport):
         for size in (1, 2, 3, 7, 1000):
-            response = await transport.post(head(transport), b"%d" % size, timeout=2)
-            events = [(event.event, event.data) async for event in iter_sse(response)]
-            response.release()
+            async with transport.post(head(transport), b"%d" % size, timeout=2) as response:
+                events = [(event.event, event.data) async for event in iter_sse(response, max_line_bytes=64)]
             assert events == [("message_start", b'{"a":1}'), ("message", b'{"b":\n2}'), ("message", b"[DONE]")]
 
 
@@ -363,12 +364,11 @@ async def test_a_large_body_read_slowly_arrives_whole() -> None:
 
     async with serving(big) as (server, transport):
         for _ in range(2):
-            response = await transport.post(head(transport), b"{}", timeout=5)
             received = bytearray()
-            async for chunk in response.iter_chunks():
-                received += chunk
-                await asyncio.sleep(0.001)  # a slow client downstream
-            response.release()
+            async with transport.post(head(transport), b"{}", timeout=5) as response:
+                async for chunk in response.iter_chunks():
+                    received += chunk
+                    await asyncio.sleep(0.001)  # a slow client downstream
             assert bytes(received) == payload
     assert server.connections == 1  # resumed, read whole, and reused
 
@@ -382,3 +382,174 @@ async def test_a_pooled_connection_found_closing_is_replaced() -> None:
         idle._transport.close()  # as when the loop closes it before connection_lost has run
         assert await post_and_read(transport, b"two") == (200, b"two")
     assert server.connections == 2
+
+
+# -- Bounds: a body arrives whole up to the limit, and is refused as soon as it passes it ------------------
+
+
+@pytest.mark.parametrize("size", [650_000, 10_000_000])
+async def test_a_large_body_read_whole_arrives_at_once(size: int) -> None:
+    """Bodies past the stream high-water mark (256 KiB) used to pause the socket and never resume."""
+    payload = b'{"text":"' + b"x" * (size - 11) + b'"}'
+
+    async def big(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(HEAD + b"Content-Length: %d\r\n\r\n" % len(payload))
+        for start in range(0, len(payload), 65536):
+            writer.write(payload[start : start + 65536])
+            await writer.drain()
+        return True
+
+    async with serving(big) as (server, transport):
+        for _ in range(2):
+            async with asyncio.timeout(10):
+                assert await post_and_read(transport) == (200, payload)
+        assert server.connections == 1 and transport.open_connections == 1
+
+
+def flood(announce: bool, total: int = 1 << 30) -> Answer:
+    """Headers, then up to ``total`` bytes as fast as the client takes them (Content-Length or chunked)."""
+
+    async def answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        framing = b"Content-Length: %d\r\n" % total if announce else b"Transfer-Encoding: chunked\r\n"
+        writer.write(HEAD + framing + b"\r\n")
+        piece = b"x" * 65536
+        for _ in range(total // len(piece)):
+            writer.write(piece if announce else b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        return False
+
+    return answer
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_over_the_limit_is_refused_at_once(announce: bool) -> None:
+    bounds = UpstreamBounds(max_response_bytes=1 << 20)
+    async with serving(flood(announce), bounds) as (_, transport):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ProviderProtocolError, match=r"^openai sent too large an answer$"):
+            await post_and_read(transport, timeout=30)
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert transport.open_connections == 0
+
+
+async def test_a_stream_over_the_limit_ends_with_an_error_after_the_bytes_within_it() -> None:
+    bounds = UpstreamBounds(max_response_bytes=1 << 20)
+    async with serving(flood(announce=False), bounds) as (_, transport):
+        received = 0
+        with (
+            pytest.raises(ProviderProtocolError, match=r"^openai sent too large an answer$"),
+            map_transport_errors("openai"),
+        ):
+            async with transport.post(head(transport), b"{}", timeout=5) as response:
+                async for chunk in response.iter_chunks():
+                    received += len(chunk)
+        assert received <= 1 << 20
+        assert transport.open_connections == 0
+
+
+async def test_a_corrupt_gzip_body_is_a_protocol_error_not_a_cut() -> None:
+    packed = gzip.compress(b'{"text":"' + b"x" * 5000 + b'"}')
+
+    async def corrupt(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        broken = packed[:20] + bytes(b ^ 0xFF for b in packed[20:40]) + packed[40:]
+        writer.write(HEAD + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(broken), broken))
+        return True
+
+    async def truncated(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        short = packed[: len(packed) // 2]
+        writer.write(HEAD + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(short), short))
+        return True
+
+    for answer in (corrupt, truncated):
+        async with serving(answer) as (_, transport):
+            with pytest.raises(ProviderProtocolError, match=r"^openai sent an invalid HTTP response$"):
+                await post_and_read(transport)
+            assert transport.open_connections == 0
+
+
+# -- Pool: no leak on timeout or cancellation; idle connections pruned and capped -------------------------
+
+
+async def test_pooled_connections_are_not_leaked_by_timeouts_or_cancellations() -> None:
+    async def slow_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        if body == b"slow":
+            await asyncio.sleep(5)
+        return await echo_with_length(reader, writer, body)
+
+    async with serving(slow_second) as (server, transport):
+        await asyncio.gather(*(post_and_read(transport, b"warm") for _ in range(4)))  # 4 pooled connections
+        assert (transport.open_connections, transport.idle_connections) == (4, 4)
+        with pytest.raises(ProviderTimeout):
+            await post_and_read(transport, b"slow", timeout=0.2)  # on a pooled connection
+        assert (transport.open_connections, transport.idle_connections) == (3, 3)
+        tasks = [asyncio.create_task(post_and_read(transport, b"slow", timeout=30)) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert transport.open_connections == 5  # 3 pooled + 2 new, all waiting
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results)
+        assert (transport.open_connections, transport.idle_connections) == (0, 0)
+        async with asyncio.timeout(2):  # the server sees every one of them closed
+            while server.connections != 6 or len(server.requests) != 10:
+                await asyncio.sleep(0.01)
+
+
+async def test_a_body_cancelled_mid_read_closes_its_connection() -> None:
+    async def trickle(_: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(HEAD + b"Content-Length: 100\r\n\r\nabc")
+        await writer.drain()
+        await asyncio.sleep(5)
+        return False
+
+    async with serving(trickle) as (_, transport):
+        task = asyncio.create_task(post_and_read(transport, timeout=30))
+        await asyncio.sleep(0.2)
+        assert transport.open_connections == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert transport.open_connections == 0
+
+
+async def test_idle_connections_are_closed_after_idle_seconds() -> None:
+    closed = asyncio.Event()
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        await echo_with_length(reader, writer, body)
+        return True
+
+    async def watch_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await raw.handle(reader, writer)
+        closed.set()
+
+    raw = RawServer(keep)
+    server = await asyncio.start_server(watch_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = HttpTransport(f"http://127.0.0.1:{port}/v1", bounds=UpstreamBounds(idle_seconds=0.3))
+    try:
+        started = asyncio.get_running_loop().time()
+        assert await post_and_read(transport) == (200, b'{"a":1}')
+        assert transport.idle_connections == 1
+        async with asyncio.timeout(2):
+            await closed.wait()  # no further request: the pool's own timer closed it
+        assert 0.25 <= asyncio.get_running_loop().time() - started < 1.5
+        assert (transport.open_connections, transport.idle_connections) == (0, 0)
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_at_most_max_idle_connections_are_kept() -> None:
+    async def slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        await asyncio.sleep(0.05)
+        return await echo_with_length(reader, writer, body)
+
+    async with serving(slow_echo, UpstreamBounds(max_idle_connections=2)) as (server, transport):
+        answers = await asyncio.gather(*(post_and_read(transport, b"%d" % i) for i in range(6)))
+        assert answers == [(200, b"%d" % i) for i in range(6)]
+        assert server.connections == 6
+        assert (transport.open_connections, transport.idle_connections) == (2, 2)
+        await asyncio.gather(*(post_and_read(transport) for _ in range(2)))
+        assert server.connections == 6  # the two kept were reused

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from llm_gateway.http import UpstreamBounds
 from llm_gateway.providers.base import Provider
 from llm_gateway.settings import ProviderConfig
 
@@ -19,6 +20,9 @@ def provider_class(kind: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def build_providers(configs: dict[str, ProviderConfig]) -> dict[str, Provider]:
-    """One adapter (and so one pooled HTTP client) per provider that has a key; the others are skipped."""
-    return {name: provider_class(config.type)(name, config) for name, config in configs.items() if config.usable}
+def build_providers(configs: dict[str, ProviderConfig], bounds: UpstreamBounds) -> dict[str, Provider]:
+    """One adapter (and so one pooled HTTP client, held to ``bounds``) per provider that has a key;
+    the others are skipped."""
+    return {
+        name: provider_class(config.type)(name, config, bounds) for name, config in configs.items() if config.usable
+    }

@@ -2,7 +2,7 @@
 
 ``submit()`` is all a request pays: a length check and a deque append (a full queue drops the
 log and counts it). The worker serialises and sends batches of logs concurrently over the
-gateway's own pooled HTTP/1.1 client (``providers.transport``: a fraction of aiohttp's CPU per
+gateway's own pooled HTTP/1.1 client (``llm_gateway.http``: a fraction of aiohttp's CPU per
 POST, and the worker shares the event loop with the requests), retries connection errors and
 429/5xx answers briefly, never retries a timeout (a slow Helicone would only get slower), and
 gives up with a counted drop. The timeout bounds each wait (connect, first byte, each later read).
@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.providers.transport import HttpTransport, InvalidResponse
+from llm_gateway.http import HttpTransport, TimeoutException, TransportError
 from llm_gateway.telemetry.metrics import GatewayMetrics
 from llm_gateway.telemetry.record import RequestRecord
 
@@ -246,10 +246,10 @@ class HeliconeLogger:
         for attempt in range(self._retries + 1):
             try:
                 status = await self._exchange(transport, head, body)
-            except TimeoutError:
+            except TimeoutException:
                 self._fail("timeout", f"no answer within {self._timeout}s")
                 return
-            except (OSError, InvalidResponse) as exc:  # refused, reset, cut short, or not HTTP: try again
+            except TransportError as exc:  # refused, reset, cut short, or not HTTP: try again
                 if attempt == self._retries:
                     self._fail("unreachable", type(exc).__name__)
                     return
@@ -264,11 +264,8 @@ class HeliconeLogger:
 
     async def _exchange(self, transport: HttpTransport, head: bytes, body: bytes) -> int:
         """One POST, its answer read whole (so the connection goes back to the pool); the status."""
-        response = await transport.post(head, body, timeout=self._timeout)
-        try:
+        async with transport.post(head, body, timeout=self._timeout) as response:
             await response.read()
-        finally:
-            response.release()
         return response.status
 
     def _sent(self) -> None:

@@ -1,0 +1,265 @@
+"""What every HTTP adapter shares: post JSON and read a bounded answer, open an event stream, relay it.
+
+An adapter (``openai_compat.py``, ``anthropic/client.py``) subclasses ``HttpAdapter`` for its request
+heads and error bodies and ``EventStream`` for its ``translate(event)``; everything else lives here
+once: the transport (``llm_gateway.http``), ``map_transport_errors`` (the transport's exceptions ->
+the gateway's ``UpstreamError`` tree), the upstream's ``Retry-After``, and secret masking (the key and
+every configured header value become ``***`` in any message relayed to the caller or logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import orjson
+
+from llm_gateway.errors import (
+    ProviderProtocolError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnreachable,
+    UpstreamError,
+    UpstreamStreamError,
+)
+from llm_gateway.http import (
+    BodyCut,
+    ConnectError,
+    HttpTransport,
+    ReadError,
+    RemoteProtocolError,
+    ResponseTooLarge,
+    SSEEvent,
+    TimeoutException,
+    UpstreamBounds,
+    UpstreamResponse,
+    iter_sse,
+)
+from llm_gateway.schemas.core import Usage
+from llm_gateway.settings import ProviderConfig
+
+# Enough for any error body worth reading; a bigger one is cut rather than buffered whole.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+
+
+@contextlib.contextmanager
+def map_transport_errors(provider: str, *, stream: bool = False) -> Iterator[None]:
+    """The transport's exceptions -> the gateway's tree, without the lower message (``from None``).
+
+    Inside a started stream (``stream=True``) an oversized or undecodable body is the stream's failure
+    (``UpstreamStreamError``: the caller gets the stream's error event)."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except TimeoutException:
+        raise ProviderTimeout(f"{provider} did not answer in time", provider=provider) from None
+    except ConnectError:
+        raise ProviderUnreachable(f"{provider} could not be reached", provider=provider) from None
+    except BodyCut:
+        raise ProviderUnreachable(f"{provider} closed the connection mid-answer", provider=provider) from None
+    except ReadError:
+        raise ProviderUnreachable(f"{provider} closed the connection before answering", provider=provider) from None
+    except ResponseTooLarge:
+        kind = UpstreamStreamError if stream else ProviderProtocolError
+        raise kind(f"{provider} sent too large an answer", provider=provider) from None
+    except RemoteProtocolError:
+        kind = UpstreamStreamError if stream else ProviderProtocolError
+        raise kind(f"{provider} sent an invalid HTTP response", provider=provider) from None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``retry-after-ms`` (OpenAI, Azure), else ``retry-after`` in seconds or as an HTTP date; None if absent."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        with contextlib.suppress(ValueError):
+            value = float(milliseconds)
+            if math.isfinite(value) and value >= 0:
+                return value / 1000
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+class SecretMask:
+    """Every secret a provider is configured with (its key, its header values), replaced by ``***``."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self._values = sorted({value for value in values if value}, key=len, reverse=True)  # longest first
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, "***")
+        return text
+
+
+class ErrorFields(NamedTuple):
+    """What an adapter reads from its upstream's error body."""
+
+    message: str | None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+
+class HttpAdapter:
+    """One provider's transport, request heads and error handling; subclasses say how errors read."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        bounds: UpstreamBounds,
+        *,
+        path: str,
+        headers: dict[str, str],
+        secret: str,
+    ) -> None:
+        """``headers``: the adapter's own (auth, content type, version); the configured ones are added after."""
+        self.name = name
+        self.bounds = bounds
+        self.mask = SecretMask([secret, *config.headers.values()])
+        self._transport = HttpTransport(config.base_url, bounds=bounds)
+        fixed = {**headers, "Accept": "application/json", **config.headers}
+        self._head = self._transport.request_head(path, fixed)
+        self._stream_head = self._transport.request_head(path, {**fixed, "Accept": "text/event-stream"})
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    def error_fields(self, parsed: Any) -> ErrorFields:
+        """The upstream's error body (parsed JSON, or None) -> message, type, code, param."""
+        raise NotImplementedError
+
+    async def post_json(self, payload: bytes, *, timeout: float) -> tuple[dict[str, Any], bytes, int]:
+        """POST; the answer parsed as a JSON object, its bytes (bounded by ``max_response_bytes``), its status."""
+        with map_transport_errors(self.name):
+            async with self._transport.post(self._head, payload, timeout=timeout) as response:
+                if response.status >= 400:
+                    raise await self._rejection(response)
+                raw = await response.read()
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProviderProtocolError(
+                f"{self.name} answered with invalid JSON", provider=self.name, upstream_status=response.status
+            ) from None
+        if not isinstance(parsed, dict):
+            raise ProviderProtocolError(
+                f"{self.name} answered without a JSON object", provider=self.name, upstream_status=response.status
+            )
+        return parsed, raw, response.status
+
+    async def open_stream(self, payload: bytes, *, timeout: float) -> UpstreamResponse:
+        """POST for a stream: the response once the upstream accepted (status and content type checked).
+
+        The caller owns the response from here (its stream releases it); on any failure here it is released."""
+        exchange = self._transport.post(self._stream_head, payload, timeout=timeout)
+        with map_transport_errors(self.name):
+            response = await exchange.__aenter__()
+            try:
+                if response.status >= 400:
+                    raise await self._rejection(response)
+                if response.content_type != "text/event-stream":
+                    raise ProviderProtocolError(
+                        f"{self.name} answered a stream request with {response.content_type or 'no content type'}",
+                        provider=self.name,
+                        upstream_status=response.status,
+                    )
+            except BaseException:
+                response.release()
+                raise
+        return response
+
+    async def _rejection(self, response: UpstreamResponse) -> ProviderRejected:
+        raw = await response.read_prefix(MAX_ERROR_BODY_BYTES)
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        fields = self.error_fields(parsed)
+        return ProviderRejected(
+            self.mask(fields.message or f"{self.name} returned HTTP {response.status}"),
+            provider=self.name,
+            upstream_status=response.status,
+            error_type=fields.type,
+            error_code=fields.code,
+            param=fields.param,
+            retry_after_seconds=retry_after_seconds(response.headers),
+        )
+
+
+class EventStream:
+    """A ``ChunkStream`` over an upstream event stream: subclasses ``translate`` each event to chunk payloads.
+
+    ``translate`` sets ``finished`` when the upstream said the answer is whole (the rest is not read);
+    a body that ends before that calls ``ended()``, which refuses by default."""
+
+    def __init__(self, adapter: HttpAdapter, response: UpstreamResponse, deadline: float) -> None:
+        self._provider = adapter.name
+        self._mask = adapter.mask
+        self._max_line = adapter.bounds.max_sse_line_bytes
+        self._response = response
+        self._deadline = deadline
+        self._usage: Usage | None = None
+        self.finished = False
+        self._iterator = self._chunks()
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterator
+
+    def translate(self, event: SSEEvent) -> Iterable[bytes]:
+        raise NotImplementedError
+
+    def ended(self) -> None:
+        """The body ended before ``finished``: the answer may be cut."""
+        raise UpstreamStreamError(
+            f"{self._provider} ended the stream before the answer was complete", provider=self._provider
+        )
+
+    def invalid(self) -> UpstreamStreamError:
+        return UpstreamStreamError(f"{self._provider} sent an invalid stream event", provider=self._provider)
+
+    async def aclose(self) -> None:
+        await self._iterator.aclose()
+        self._response.release()
+
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        provider, loop = self._provider, asyncio.get_running_loop()
+        with map_transport_errors(provider, stream=True):
+            async for event in iter_sse(self._response, max_line_bytes=self._max_line):
+                if loop.time() > self._deadline:
+                    raise ProviderTimeout(f"{provider} stream exceeded the request timeout", provider=provider)
+                try:
+                    payloads = self.translate(event)
+                except UpstreamStreamError as exc:
+                    masked = self._mask(exc.message)
+                    if masked == exc.message:
+                        raise
+                    raise UpstreamStreamError(masked, provider=provider) from None
+                for payload in payloads:
+                    yield payload
+                if self.finished:
+                    return
+        self.ended()
