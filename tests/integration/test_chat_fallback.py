@@ -141,11 +141,6 @@ def test_every_provider_refusing_for_rate_is_429_not_502(
     assert all(fake.count == 1 for fake in fakes.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the adapters to fill UpstreamError.retry_after_seconds from retry-after (branch of issue 12); "
-    "drop this marker once merged",
-)
 def test_the_429_carries_the_smallest_upstream_retry_after(
     gateway: GatewayServer, fakes: dict[str, FakeProvider]
 ) -> None:

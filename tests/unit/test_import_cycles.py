@@ -26,11 +26,9 @@ import llm_gateway
 
 PACKAGE_DIR = Path(llm_gateway.__file__).parent
 
-# Cycles another branch is removing (issue 12): each a set of modules forming one strongly connected
-# component. Empty it once that branch is merged; any other cycle fails the test now.
-KNOWN_CYCLES_BEING_REMOVED: set[frozenset[str]] = {
-    frozenset({"llm_gateway.pipeline", "llm_gateway.streaming"}),
-}
+# Cycles being removed, each a set of modules forming one strongly connected component; any other cycle
+# fails the test. Empty: issue 12 removed the last two (pipeline <-> streaming, early_refusals <-> facade).
+KNOWN_CYCLES_BEING_REMOVED: set[frozenset[str]] = set()
 
 Graph = dict[str, set[str]]
 

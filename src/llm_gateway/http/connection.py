@@ -12,7 +12,7 @@ import asyncio
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -26,8 +26,14 @@ from llm_gateway.http.errors import (
     TransportError,
 )
 
-if TYPE_CHECKING:
-    from llm_gateway.http.transport import HttpTransport
+
+class Pool(Protocol):
+    """What a connection tells the pool that owns it (``transport.HttpTransport``)."""
+
+    def checkin(self, connection: Connection) -> None: ...
+
+    def forget(self, connection: Connection) -> None: ...
+
 
 # While a stream's reader lags this far behind, stop reading the socket.
 HIGH_WATER_BYTES = 256 * 1024
@@ -175,7 +181,7 @@ class UpstreamResponse:
 class Connection(asyncio.Protocol):
     """One keep-alive connection: feeds httptools, hands the parsed response to whoever waits for it."""
 
-    def __init__(self, pool: HttpTransport, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._pool = pool
         self._loop = loop
         self._limit = limit

@@ -169,7 +169,8 @@ class GatewayMetrics:
             self.upstream_errors(attempt.provider, error_kind(attempt.status, attempt.error)).inc()
             if index + 1 < len(attempts):
                 self.fallbacks(model, attempt.provider).inc()
-        reason = REFUSALS.get(record.error) if record.error else None
+        # The gateway's own refusals come before any upstream attempt; an upstream's 429 is not one of them.
+        reason = REFUSALS.get(record.error) if record.error and not attempts else None
         if reason is not None:
             self.refusals(reason).inc()
 
