@@ -54,6 +54,9 @@ class ProviderConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     # Anthropic requires max_tokens; this fills it when the caller sent none.
     default_max_tokens: int = Field(4096, ge=1)
+    # The name an OpenAI-compatible server takes for the completion cap the gateway always sends: OpenAI,
+    # Groq and vLLM take max_completion_tokens; older servers (Ollama, llama.cpp) know only max_tokens.
+    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
 
     @field_validator("base_url")
     @classmethod

@@ -183,3 +183,27 @@ def test_a_stream_does_not_carry_usage_unless_asked(gateway: GatewayServer, upst
         else:
             assert all("usage" not in chunk for chunk in chunks), chunks
             assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == " tok" * 5
+
+
+def test_a_server_that_knows_only_max_tokens_gets_the_cap_under_that_name(
+    start_gateway: StartGateway, upstream: VerboseOpenAI, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "providers:\n"
+        "  local:\n"
+        "    type: openai\n"
+        f"    base_url: {upstream.base_url}\n"
+        "    api_key: none\n"
+        "    max_tokens_field: max_tokens\n"
+        "models:\n"
+        "  small:\n"
+        "    - {provider: local, model: llama3}\n"
+    )
+    env = {"GATEWAY_CONFIG": str(config), "LOG_LEVEL": "WARNING", "DATABASE_URL": sqlite_url(tmp_path)}
+    gateway = start_gateway({**env, "ADMIN_API_KEY": ADMIN_API_KEY})
+    key = create_key(gateway.base_url, "fay")
+    answered = post(gateway, key, {**chat_body(max_tokens=None), "model": "small"})
+    assert answered.status_code == 200, answered.text
+    sent = upstream.requests[0]
+    assert (sent.get("max_tokens"), "max_completion_tokens" in sent) == (ALLOWANCE, False)

@@ -23,9 +23,17 @@ class OpenAICompatProvider(HttpAdapter):
         secret = config.api_key.get_secret_value() if config.api_key else ""
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
         super().__init__(name, config, bounds, path="/chat/completions", headers=headers, secret=secret)
+        self._renames_cap = config.max_tokens_field == "max_tokens"
+
+    def _outgoing(self, body: dict[str, Any], model: str, **fields: Any) -> bytes:
+        """The caller's body with only ``model`` replaced (and the cap under the name this server takes)."""
+        out = {**body, "model": model, **fields}
+        if self._renames_cap and "max_completion_tokens" in out and "max_tokens" not in out:
+            out["max_tokens"] = out.pop("max_completion_tokens")
+        return orjson.dumps(out)
 
     async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
-        parsed, raw, status = await self.post_json(orjson.dumps({**body, "model": model}), timeout=timeout)
+        parsed, raw, status = await self.post_json(self._outgoing(body, model), timeout=timeout)
         if not isinstance(parsed.get("choices"), list):
             raise ProviderProtocolError(
                 f"{self.name} answered without choices", provider=self.name, upstream_status=status
@@ -33,7 +41,7 @@ class OpenAICompatProvider(HttpAdapter):
         return Completion(parsed, raw)
 
     async def chat_stream(self, body: dict[str, Any], model: str, *, timeout: float, deadline: float) -> OpenAIStream:
-        response = await self.open_stream(orjson.dumps({**body, "model": model, "stream": True}), timeout=timeout)
+        response = await self.open_stream(self._outgoing(body, model, stream=True), timeout=timeout)
         return OpenAIStream(self, response, deadline)
 
     def error_fields(self, parsed: Any) -> ErrorFields:
