@@ -83,7 +83,9 @@ def test_text_stream_with_usage_ends_with_a_choiceless_usage_chunk() -> None:
 TOOLS_ID = "chatcmpl-01T1x1fJ34qAmk2tNTrN7Up6"
 
 
-def test_two_tool_calls_interleaved_with_text_get_their_own_indexes() -> None:
+def test_thinking_then_two_tool_calls_interleaved_with_text() -> None:
+    # Thinking first: the role chunk has null content (no text yet), thinking is reasoning_content,
+    # its signature is not relayed; each tool call gets its own index.
     translator, chunks = run("stream_tools.sse", include_usage=False)
     first_call = {
         "index": 0,
@@ -98,7 +100,8 @@ def test_two_tool_calls_interleaved_with_text_get_their_own_indexes() -> None:
         "function": {"name": "get_weather", "arguments": ""},
     }
     assert chunks == [
-        chunk(TOOLS_ID, {"role": "assistant", "content": ""}),
+        chunk(TOOLS_ID, {"role": "assistant", "content": None}),
+        chunk(TOOLS_ID, {"reasoning_content": "Two cities, two calls."}),
         chunk(TOOLS_ID, {"content": "Checking San Francisco."}),
         chunk(TOOLS_ID, {"tool_calls": [first_call]}),
         chunk(TOOLS_ID, {"tool_calls": [{"index": 0, "function": {"arguments": '{"location": "San Fra'}}]}),
@@ -203,8 +206,9 @@ def test_ping_unknown_events_and_before_start() -> None:
 def test_event_name_falls_back_to_data_type_and_stop_without_delta_still_finishes() -> None:
     translator = AnthropicStreamTranslator(model="m", created=1, include_usage=True)
     start = translator.feed("", {"type": "message_start", "message": {"id": "msg_x", "usage": {"input_tokens": 4}}})
-    assert start == [chunk_for("m", "chatcmpl-x", {"role": "assistant", "content": ""})]
+    assert start == []  # the role chunk waits for the first block (or, here, the end)
     assert translator.feed("message_stop", {"type": "message_stop"}) == [
+        chunk_for("m", "chatcmpl-x", {"role": "assistant", "content": ""}),
         chunk_for("m", "chatcmpl-x", {}, "stop"),
         {
             "id": "chatcmpl-x",
@@ -250,7 +254,10 @@ def chunk_for(model: str, chunk_id: str, delta: dict[str, Any], finish: str | No
 def test_message_delta_finish_reasons(stop_reason: str, finish: str) -> None:
     translator = AnthropicStreamTranslator(model="m", created=1, include_usage=False)
     translator.feed("message_start", {"message": {"id": "msg_f"}})
-    (final,) = translator.feed("message_delta", {"delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 2}})
+    opening, final = translator.feed(
+        "message_delta", {"delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 2}}
+    )
+    assert opening["choices"][0]["delta"] == {"role": "assistant", "content": ""}  # an empty answer
     assert final["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
     assert translator.usage == {
         "prompt_tokens": 0,
@@ -258,3 +265,30 @@ def test_message_delta_finish_reasons(stop_reason: str, finish: str) -> None:
         "total_tokens": 2,
         "prompt_tokens_details": {"cached_tokens": 0},
     }
+
+
+TOOL_ONLY_ID = "chatcmpl-01Kx7cQ9b4mV2ZkE8pL3sN1r"
+
+
+def test_a_tool_call_only_answer_starts_like_openais_with_null_content() -> None:
+    # OpenAI's first chunk of a tool-call answer: role, "content": null and the first call, together.
+    translator, chunks = run("stream_tool_only.sse", include_usage=False)
+    call = {
+        "index": 0,
+        "id": "toolu_01Kx7cQ9b4mV2ZkE8pL3sN1r",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    assert chunks == [
+        chunk(TOOL_ONLY_ID, {"role": "assistant", "content": None, "tool_calls": [call]}),
+        chunk(TOOL_ONLY_ID, {"tool_calls": [{"index": 0, "function": {"arguments": '{"location": '}}]}),
+        chunk(TOOL_ONLY_ID, {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris, France"}'}}]}),
+        chunk(TOOL_ONLY_ID, {}, "tool_calls"),
+    ]
+    assert translator.finished
+
+
+def test_a_text_answer_starts_with_empty_string_content_once() -> None:
+    _, chunks = run("stream_text.sse", include_usage=False)
+    openings = [c for c in chunks if "role" in c["choices"][0]["delta"]]
+    assert openings == [chunks[0]] and chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}

@@ -464,7 +464,8 @@ def test_text_response() -> None:
     }
 
 
-def test_tool_use_response_drops_thinking_and_counts_cache_tokens() -> None:
+def test_tool_use_response_relays_thinking_as_reasoning_content_and_counts_cache_tokens() -> None:
+    # The thinking block's signature is not relayed; its tokens are inside output_tokens already.
     assert from_anthropic_response(fixture("response_tool_use.json"), model="smart", created=1) == {
         "id": "chatcmpl-01Aq9w938a90dw8q",
         "object": "chat.completion",
@@ -476,6 +477,7 @@ def test_tool_use_response_drops_thinking_and_counts_cache_tokens() -> None:
                 "message": {
                     "role": "assistant",
                     "content": "I'll check both cities.",
+                    "reasoning_content": "The user wants the weather in two cities.",
                     "refusal": None,
                     "tool_calls": [
                         {

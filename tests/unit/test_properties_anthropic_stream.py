@@ -1,9 +1,10 @@
 """Properties of the Anthropic stream translator, over generated event sequences.
 
 A valid Messages stream (any mix of text, tool-use, JSON-answer and thinking blocks, pings anywhere)
-becomes well-formed ``chat.completion.chunk`` objects that carry exactly the text and tool-call
-arguments sent, end with one finish reason, and usage when asked; arbitrary events never raise
-anything but ``UpstreamStreamError``.
+becomes well-formed ``chat.completion.chunk`` objects that carry exactly the text, reasoning and
+tool-call arguments sent, open as OpenAI's do (``"content": ""`` only when text comes first), end
+with one finish reason, and usage when asked; arbitrary events never raise anything but
+``UpstreamStreamError``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Stream:
 
     events: list[Event] = field(default_factory=list)
     text: str = ""  # text blocks and the JSON-answer tool's input, in order
+    reasoning: str = ""  # thinking blocks, in order
+    first_block: str | None = None  # the kind of the first block
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, arguments)
     stop_reason: str | None = None
     input_tokens: int = 0
@@ -62,6 +65,7 @@ def streams(draw: st.DrawFn) -> Stream:
         if draw(st.booleans()):
             out.events.append(_ev("ping"))
         kind = draw(st.sampled_from(["text", "tool_use", "json_tool", "thinking"]))
+        out.first_block = out.first_block or kind
         parts = draw(pieces)
         if kind == "text":
             first = draw(st.text(max_size=5))
@@ -84,6 +88,7 @@ def streams(draw: st.DrawFn) -> Stream:
             )
             deltas = [{"type": "thinking_delta", "thinking": piece} for piece in parts]
             deltas.append({"type": "signature_delta", "signature": "sig"})
+            out.reasoning += "".join(parts)
         out.events += [_ev("content_block_delta", index=index, delta=delta) for delta in deltas]
         out.events.append(_ev("content_block_stop", index=index))
     out.stop_reason = draw(st.none() | st.sampled_from(sorted(STOP_REASONS)))
@@ -144,7 +149,15 @@ def test_a_valid_stream_becomes_well_formed_chunks_carrying_the_same_answer(
         check_chunk_shape(chunk, include_usage=include_usage)
     assert len({chunk["id"] for chunk in chunks}) == 1
     with_choices = [chunk for chunk in chunks if chunk["choices"]]
-    assert with_choices[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    first = with_choices[0]["choices"][0]["delta"]
+    opens_with_text = stream.first_block in (None, "text", "json_tool")
+    assert first["role"] == "assistant" and first["content"] == ("" if opens_with_text else None)
+    assert set(first) == (
+        {"role", "content", "tool_calls"} if stream.first_block == "tool_use" else {"role", "content"}
+    )
+    assert all("role" not in chunk["choices"][0]["delta"] for chunk in with_choices[1:])
+    reasoning = "".join(chunk["choices"][0]["delta"].get("reasoning_content") or "" for chunk in with_choices)
+    assert reasoning == stream.reasoning
     finishes = [chunk["choices"][0]["finish_reason"] for chunk in with_choices]
     assert finishes[-1] == expected_finish(stream) and all(reason is None for reason in finishes[:-1])
     text = "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in with_choices)

@@ -2,6 +2,9 @@
 
 Pure and synchronous: the HTTP client parses SSE and feeds each event; the translator keeps
 the little state a stream needs (ids, tool-call indexes, usage, whether it ended cleanly).
+As OpenAI's, the first chunk carries the role with ``"content": ""`` when the answer starts with
+text, and ``"content": null`` (with the first tool call) when it starts with a tool call or
+reasoning; thinking streams as ``delta.reasoning_content``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class AnthropicStreamTranslator:
         self._usage: dict[str, Any] | None = None
         self._tool_indexes: dict[int, int] = {}  # Anthropic content-block index -> OpenAI tool-call index
         self._json_blocks: set[int] = set()  # blocks of the response_format tool, streamed as content
+        self._opened = False  # whether the role chunk went out
         self._finish_sent = False
         self._finished = False
         self._handlers: dict[str, Callable[[dict[str, Any]], list[Chunk]]] = {
@@ -78,25 +82,42 @@ class AnthropicStreamTranslator:
         counts = {key: value for key, value in usage.items() if isinstance(value, int)}
         self._usage = {**(self._usage or {}), **counts}
 
+    def _opening(self, content: str | None) -> list[Chunk]:
+        """The role chunk, before the stream's first other chunk; ``content`` is "" only when text comes first."""
+        if self._opened:
+            return []
+        self._opened = True
+        return [self._chunk({"role": "assistant", "content": content})]
+
     def _message_start(self, data: dict[str, Any]) -> list[Chunk]:
         message = data.get("message")
         message = message if isinstance(message, dict) else {}
         if isinstance(message.get("id"), str):
             self._id = completion_id(message["id"])
         self._add_usage(message.get("usage"))
-        return [self._chunk({"role": "assistant", "content": ""})]
+        return []  # the role chunk waits for the first block: its content depends on the block's kind
 
     def _block_start(self, data: dict[str, Any]) -> list[Chunk]:
         block, index = data.get("content_block"), data.get("index")
         if not isinstance(block, dict) or not isinstance(index, int):
             return []
-        if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
-            return [self._chunk({"content": block["text"]})]
-        if block.get("type") != "tool_use":
-            return []  # thinking and server-tool blocks have no OpenAI equivalent
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            return [*self._opening(""), *([self._chunk({"content": text})] if isinstance(text, str) and text else [])]
+        if kind == "thinking":
+            thought = block.get("thinking")
+            chunks = self._opening(None)
+            return (
+                [*chunks, self._chunk({"reasoning_content": thought})]
+                if isinstance(thought, str) and thought
+                else chunks
+            )
+        if kind != "tool_use":
+            return []  # redacted_thinking and server-tool blocks have no OpenAI equivalent
         if block.get("name") == JSON_TOOL_NAME:
             self._json_blocks.add(index)
-            return []
+            return self._opening("")  # its input is the answer's content
         tool_index = self._tool_indexes[index] = len(self._tool_indexes)
         call = {
             "index": tool_index,
@@ -104,21 +125,27 @@ class AnthropicStreamTranslator:
             "type": "function",
             "function": {"name": str(block.get("name", "")), "arguments": ""},
         }
-        return [self._chunk({"tool_calls": [call]})]
+        if self._opened:
+            return [self._chunk({"tool_calls": [call]})]
+        self._opened = True  # OpenAI's first chunk of a tool-call answer: role, null content, the call
+        return [self._chunk({"role": "assistant", "content": None, "tool_calls": [call]})]
 
     def _block_delta(self, data: dict[str, Any]) -> list[Chunk]:
         delta, index = data.get("delta"), data.get("index")
         if not isinstance(delta, dict):
             return []
-        if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str) and delta["text"]:
-            return [self._chunk({"content": delta["text"]})]
+        kind = delta.get("type")
+        if kind == "text_delta" and isinstance(delta.get("text"), str) and delta["text"]:
+            return [*self._opening(""), self._chunk({"content": delta["text"]})]
+        if kind == "thinking_delta" and isinstance(delta.get("thinking"), str) and delta["thinking"]:
+            return [*self._opening(None), self._chunk({"reasoning_content": delta["thinking"]})]
         partial = delta.get("partial_json")
-        if delta.get("type") != "input_json_delta" or not isinstance(partial, str) or not partial:
-            return []  # thinking_delta, signature_delta, citations_delta, empty JSON fragments
+        if kind != "input_json_delta" or not isinstance(partial, str) or not partial:
+            return []  # signature_delta (not relayed), citations_delta, empty JSON fragments
         if not isinstance(index, int):
             return []  # a malformed index (a list, an object) would not even be hashable
         if index in self._json_blocks:
-            return [self._chunk({"content": partial})]
+            return [*self._opening(""), self._chunk({"content": partial})]
         if index not in self._tool_indexes:
             return []
         call = {"index": self._tool_indexes[index], "function": {"arguments": partial}}
@@ -131,12 +158,13 @@ class AnthropicStreamTranslator:
         if stop_reason is None or self._finish_sent:
             return []
         self._finish_sent = True
-        return [self._chunk({}, finish_reason(stop_reason, has_tool_calls=bool(self._tool_indexes)))]
+        finish = finish_reason(stop_reason, has_tool_calls=bool(self._tool_indexes))
+        return [*self._opening(""), self._chunk({}, finish)]
 
     def _message_stop(self, data: dict[str, Any]) -> list[Chunk]:
         self._finished = True
         # A stream always ends with a finish_reason, even if message_delta carried none.
-        chunks = [] if self._finish_sent else [self._chunk({}, "stop")]
+        chunks = [] if self._finish_sent else [*self._opening(""), self._chunk({}, "stop")]
         self._finish_sent = True
         if not self._include_usage:
             return chunks

@@ -1,8 +1,9 @@
 """OpenAI Chat Completions <-> Anthropic Messages, as pure functions; the package's public face.
 
 The request side validates only what it must translate and raises ``InvalidRequest`` for
-anything Anthropic cannot express; the response side reads upstream JSON defensively.
-Streaming lives in ``stream.py`` and is re-exported here with the error-body reader.
+anything Anthropic cannot express; what it accepts but cannot honour, ``dropped_params`` lists
+(decided in ``params.py``). The response side reads upstream JSON defensively. Streaming lives
+in ``stream.py`` and is re-exported here with the error-body reader.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from typing import Any, Literal, cast
 import orjson
 
 from llm_gateway.errors import InvalidRequest
+from llm_gateway.providers.anthropic.params import (
+    DEFAULT_MAX_TOKENS,
+    ModelTraits,
+    completion_cap,
+    dropped_params,
+    model_traits,
+    reasoning_fields,
+    sampling_fields,
+    service_tier_fields,
+)
 from llm_gateway.providers.anthropic.stream import AnthropicStreamTranslator
 from llm_gateway.providers.anthropic.wire import (
     IMAGE_MEDIA_TYPES,
@@ -31,7 +42,13 @@ from llm_gateway.providers.anthropic.wire import (
     openai_usage,
 )
 
-__all__ = ["AnthropicStreamTranslator", "anthropic_error_message", "from_anthropic_response", "to_anthropic_request"]
+__all__ = [
+    "AnthropicStreamTranslator",
+    "anthropic_error_message",
+    "dropped_params",
+    "from_anthropic_response",
+    "to_anthropic_request",
+]
 
 # OpenAI parameters whose meaning Anthropic cannot deliver; silently dropping them would
 # hand the caller a different answer than the one asked for.
@@ -44,19 +61,26 @@ _REFUSED_PARAMS = {
 # ---------------------------------------------------------------- request: OpenAI -> Anthropic
 
 
-def to_anthropic_request(body: dict[str, Any], model: str, *, default_max_tokens: int = 4096) -> dict[str, Any]:
-    """An OpenAI Chat Completions request body -> the Messages API request body for ``model``."""
+def to_anthropic_request(
+    body: dict[str, Any], model: str, *, default_max_tokens: int = DEFAULT_MAX_TOKENS
+) -> dict[str, Any]:
+    """An OpenAI Chat Completions request body -> the Messages API request body for ``model``.
+
+    What it accepts but cannot honour is what ``dropped_params(body, model)`` lists.
+    """
     _refuse_unsupported(body)
     system, messages = _translate_messages(body.get("messages"))
-    request: dict[str, Any] = {
-        "model": model,
-        "max_tokens": _max_tokens(body, default_max_tokens),
-        "messages": messages,
-    }
+    _check_max_tokens(body)
+    cap = completion_cap(body, default_max_tokens)
+    request: dict[str, Any] = {"model": model, "max_tokens": cap, "messages": messages}
     if system is not None:
         request["system"] = system
-    request.update(_sampling(body))
+    traits = model_traits(model)
+    reasoning = reasoning_fields(body, traits, cap)
+    request.update(_sampling(body, traits, thinking=bool(reasoning)))
     request.update(_tooling(body))
+    request.update(reasoning)
+    request.update(service_tier_fields(body.get("service_tier")))
     if body.get("stream"):
         request["stream"] = True
     return request
@@ -232,15 +256,14 @@ def _tool_result_block(message: dict[str, Any], param: str) -> ToolResultBlock:
     return block
 
 
-def _max_tokens(body: dict[str, Any], default: int) -> int:
+def _check_max_tokens(body: dict[str, Any]) -> None:
     for name in ("max_completion_tokens", "max_tokens"):  # the newer name wins, as in OpenAI
         value = body.get(name)
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
-        return value
-    return default
+        return
 
 
 def _number(body: dict[str, Any], name: str, high: float) -> float | int | None:
@@ -252,15 +275,9 @@ def _number(body: dict[str, Any], name: str, high: float) -> float | int | None:
     return value
 
 
-def _sampling(body: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _sampling(body: dict[str, Any], traits: ModelTraits, *, thinking: bool) -> dict[str, Any]:
     temperature, top_p = _number(body, "temperature", 2), _number(body, "top_p", 1)
-    # Recent Claude models reject temperature and top_p together ("cannot both be
-    # specified for this model"); temperature is the one callers usually mean.
-    if temperature is not None:
-        out["temperature"] = min(temperature, 1)  # OpenAI's range is 0..2, Anthropic's 0..1
-    elif top_p is not None:
-        out["top_p"] = top_p
+    out = sampling_fields(temperature, top_p, traits, thinking=thinking)
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]
@@ -269,11 +286,14 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
         if sequences := [s for s in stop if s]:
             out["stop_sequences"] = sequences
-    user = body.get("user")
-    if user is not None:
-        if not isinstance(user, str):
-            raise InvalidRequest("'user' must be a string", param="user")
-        out["metadata"] = {"user_id": user}
+    # Anthropic's user_id is an opaque id for abuse detection: OpenAI's safety_identifier, which
+    # replaces `user`; when both are set and differ, `user` is the one dropped.
+    for name in ("user", "safety_identifier"):
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidRequest(f"'{name}' must be a string", param=name)
+            out["metadata"] = {"user_id": value}
     return out
 
 
@@ -376,22 +396,27 @@ def from_anthropic_response(resp: dict[str, Any], *, model: str, created: int) -
     """A Messages API response -> an OpenAI ``chat.completion`` object for the caller's ``model``."""
     content = resp.get("content")
     texts: list[str] = []
+    thoughts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     json_answer: str | None = None
     for block in content if isinstance(content, list) else []:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            thoughts.append(block["thinking"])
         elif kind == "tool_use" and block.get("name") == JSON_TOOL_NAME:
             json_answer = compact_json(block.get("input"))
         elif kind == "tool_use":
             tool_calls.append(_openai_tool_call(block))
-        # thinking, redacted_thinking and server-tool blocks have no OpenAI equivalent
+        # thinking signatures, redacted_thinking and server-tool blocks have no OpenAI equivalent
     message: dict[str, Any] = {
         "role": "assistant",
         "content": json_answer if json_answer is not None else ("".join(texts) if texts else None),
         "refusal": None,
     }
+    if thoughts:
+        message["reasoning_content"] = "".join(thoughts)  # as DeepSeek, vLLM and LiteLLM answer it
     if tool_calls:
         message["tool_calls"] = tool_calls
     choice = {
