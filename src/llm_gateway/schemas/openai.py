@@ -4,7 +4,7 @@ models that only describe the API in ``/openapi.json`` (never built per request 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -281,8 +281,8 @@ class ChatCompletionRequest(_Open):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = None
     top_p: float | None = None
-    n: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1, description="At most MAX_CHOICES (16 unless configured)")
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
