@@ -236,3 +236,160 @@ def chat_requests(draw: st.DrawFn, *, dialogue: bool = False) -> dict[str, Any]:
         body[name] = draw(OPTIONAL_FIELDS[name])
     body.update(draw(_tooling()))
     return body
+
+
+# -- Beyond what every provider translates: shapes OpenAI accepts that the parser must let through ---------
+
+custom_tools = st.builds(
+    lambda name: {"type": "custom", "custom": {"name": name, "format": {"type": "text"}}}, function_names
+)
+custom_tool_calls = st.builds(
+    lambda call_id, name, text: {"id": call_id, "type": "custom", "custom": {"name": name, "input": text}},
+    identifiers.map(lambda s: f"call_{s}"),
+    function_names,
+    texts,
+)
+other_parts = st.sampled_from(
+    [
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-abc123"}},
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}},
+    ]
+)
+_TOOL_CHOICES = [
+    "auto",
+    {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
+    {"type": "custom", "custom": {"name": "x"}},
+]
+OPENAI_EXTRAS: dict[str, st.SearchStrategy[Any]] = {
+    "n": st.integers(1, 16),
+    "stop": st.none() | texts | st.lists(texts, max_size=4),
+    "logit_bias": st.dictionaries(st.integers(0, 100_000).map(str), st.floats(-100, 100), max_size=2),
+    "stream_options": st.fixed_dictionaries(
+        {}, optional={"include_usage": st.booleans(), "include_obfuscation": st.booleans()}
+    ),
+    "tool_choice": st.sampled_from(_TOOL_CHOICES),
+    "functions": st.lists(
+        st.builds(lambda name: {"name": name, "parameters": {"type": "object"}}, function_names), max_size=2
+    ),
+}
+
+
+@st.composite
+def openai_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """``chat_requests()`` widened to what only OpenAI (and compatible servers) accept: custom tools and
+    tool calls, audio and file parts, several choices, and the rest of ``OPENAI_EXTRAS``."""
+    body = draw(chat_requests())
+    messages = body["messages"]
+    for message in messages:
+        if message["role"] == "user" and isinstance(message["content"], list) and draw(st.booleans()):
+            message["content"].append(draw(other_parts))
+        if message["role"] == "assistant" and draw(st.booleans()):
+            message["tool_calls"] = [*message.get("tool_calls", []), draw(custom_tool_calls)]
+    if draw(st.booleans()):
+        body["tools"] = [*body.get("tools", []), draw(custom_tools)]
+    for name in draw(st.lists(st.sampled_from(sorted(OPENAI_EXTRAS)), unique=True, max_size=3)):
+        body[name] = draw(OPENAI_EXTRAS[name])
+    return body
+
+
+# -- Corrupted requests: any JSON at any place the gateway may read -----------------------------------
+
+# What the gateway or a translation reads: top-level fields, a message's fields, and keys read deeper down
+# (in content parts, tool calls, tools, options). A corruption may put any JSON at one of them.
+READ_FIELDS = (
+    "model",
+    "messages",
+    "tools",
+    "functions",
+    "function_call",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stop",
+    "user",
+    "stream",
+    "stream_options",
+    "n",
+    "logit_bias",
+    "logprobs",
+    "response_format",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "modalities",
+    "audio",
+)
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "refusal", "function_call")
+READ_KEYS = (
+    *READ_FIELDS, *MESSAGE_FIELDS, "type", "text", "image_url", "url", "detail", "function", "arguments", "id",
+    "parameters", "include_usage", "json_schema", "schema", "cache_control", "custom", "input_audio", "file",
+)  # fmt: skip
+
+
+def nested_lists(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+# Random JSON, scalars as often as containers (a number where an array belongs is the classic crash), and
+# arrays nested up to 150 levels: past the parser's bound of 64, still within what ``orjson.dumps`` takes.
+ANY_JSON = st.one_of(JSON_SCALARS, st.text(max_size=10), JSON_VALUES, st.integers(1, 150).map(nested_lists))
+
+
+def json_paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every place in a JSON value, as the keys and indices that lead to it (the root is ``()``)."""
+    paths = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths += json_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths += json_paths(item, (*path, index))
+    return paths
+
+
+def replaced(body: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """A copy of ``body`` with ``value`` at ``path`` (its last key may be new)."""
+    copy_: dict[str, Any] = json.loads(json.dumps(body))
+    parent: Any = copy_
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    return copy_
+
+
+@st.composite
+def corrupted_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """An ``openai_requests()`` body with one to three places set to arbitrary JSON: a top-level field, a
+    field of one of its messages, any value already there, or a key the gateway reads added to any object."""
+    body = draw(openai_requests())
+    for _ in range(draw(st.integers(1, 3))):
+        paths = json_paths(body)
+        where = draw(st.sampled_from(["field", "message", "value", "key"]))
+        if where == "field":
+            path: tuple[str | int, ...] = (draw(st.sampled_from(READ_FIELDS)),)
+        elif where == "message" and isinstance(body.get("messages"), list) and body["messages"]:
+            index = draw(st.integers(0, len(body["messages"]) - 1))
+            if not isinstance(body["messages"][index], dict):
+                continue
+            path = ("messages", index, draw(st.sampled_from(MESSAGE_FIELDS)))
+        elif where == "value":
+            path = draw(st.sampled_from(paths[1:]))
+        else:
+            objects = [path for path in paths if isinstance(_at(body, path), dict)]
+            path = (*draw(st.sampled_from(objects)), draw(st.sampled_from(READ_KEYS)))
+        body = replaced(body, path, draw(ANY_JSON))
+    return body
+
+
+def _at(value: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        value = value[step]
+    return value

@@ -10,6 +10,8 @@ import pytest
 
 from tests.fakes import FakeProvider
 from tests.harness import GatewayServer
+from tests.identity_support import create_key
+from tests.limits_support import admin_usage, set_user, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +142,47 @@ def test_health_root_docs_and_openapi(gateway: GatewayServer) -> None:
     }
     assert "messages" in schema["components"]["schemas"]["ChatCompletionRequest"]["required"]
     assert "/v1/models" in schema["paths"]
+
+
+def nested(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+# Each of these was a 500 (the depth: ``orjson.dumps`` in the cache key stops at 255 levels; ``tools``: the
+# token estimate iterated it), passed through unchecked, or reserved more choices than MAX_CHOICES allows.
+HARDENING_CASES = [
+    pytest.param(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "metadata": '
+                 + nested(300) + b"}", "metadata", "nested deeper than 64 levels", id="depth-300"),
+    pytest.param(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "tools": 5}',
+                 "tools", "'tools' must be an array", id="tools-5"),
+    pytest.param(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "tools": [5]}',
+                 "tools[0]", "tool must be an object", id="tools-[5]"),
+    pytest.param(b'{"model": "gpt-4o-mini", "messages": [{"role": "assistant", "tool_calls": "x"}]}',
+                 "messages[0].tool_calls", "'tool_calls' must be an array", id="tool_calls-x"),
+    pytest.param(b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "n": 17}',
+                 "n", "at most 16", id="n-17"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("payload", "param", "message"), HARDENING_CASES)
+def test_malformed_fields_the_gateway_reads_are_400_and_nothing_is_charged(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider], payload: bytes, param: str, message: str
+) -> None:
+    set_user(gateway.base_url, "carol", monthly_token_budget=100_000)
+    key = create_key(gateway.base_url, "carol", rate_limit_per_minute=10)
+    url = f"{gateway.base_url}/v1/chat/completions"
+    headers = {"content-type": "application/json", "x-api-key": key}
+
+    for _ in range(3):
+        error = assert_envelope(httpx.post(url, content=payload, headers=headers), 400, param=param)
+        assert error["type"] == "invalid_request_error" and message in error["message"], error
+    assert sum(fake.count for fake in fakes.values()) == 0
+
+    # One good request after three refused ones: it is the first the limits and the ledger ever saw.
+    good = httpx.post(url, json=GOOD, headers=headers)
+    assert good.status_code == 200, good.text
+    assert good.headers["x-ratelimit-remaining-requests"] == "9"
+    usage = wait_for(lambda: (report := admin_usage(gateway.base_url, "carol"))["requests"] and report, what="usage")
+    assert usage["requests"] == 1 and usage["reserved_tokens"] == 0
+    assert usage["used_tokens"] == sum(entry["prompt_tokens"] + entry["completion_tokens"]
+                                       for entry in usage["by_model"].values())  # fmt: skip

@@ -66,7 +66,7 @@ async def _admit_request(
     auth: AuthService = state.auth
     identity = await auth.resolver.resolve(headers, peer)
     request_state["identity"] = identity
-    chat = parse_chat_request(body)
+    chat = parse_chat_request(body, max_choices=state.config.settings.max_choices)
     if not identity.may_use(chat.model):
         raise PermissionDenied(f"This API key may not use the model '{chat.model}'.", param="model")
     return chat, identity
