@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from llm_gateway.asgi import route_path
 from llm_gateway.telemetry.record import RequestRecord
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class EarlyRefusalRecorder:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        route = self.routes.get(route_path(scope)) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return
