@@ -96,8 +96,8 @@ class BodyGuardMiddleware:
     """What a request body may be: JSON (else 415), at most ``max_bytes`` (else 413).
 
     Both are decided from the headers before anything reads the body; a body sent without
-    Content-Length is also counted as it arrives. A declared length is not re-counted: the server
-    delivers exactly that many bytes.
+    Content-Length is also counted as it arrives (``_counted``). A declared length is not re-counted:
+    the server delivers exactly that many bytes.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -124,18 +124,37 @@ class BodyGuardMiddleware:
         if length is not None:
             await self.app(scope, receive, send)
             return
-        received = 0
+        await self.app(scope, *_counted(receive, send, self.max_bytes))
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise too_large(self.max_bytes)
-            return message
 
-        await self.app(scope, limited_receive, send)
+def _counted(receive: Receive, send: Send, max_bytes: int) -> tuple[Receive, Send]:
+    """``receive`` and ``send`` for a body of unknown length: past ``max_bytes`` the 413 is sent here, and
+    the app is told the client left (``http.disconnect``) and no longer heard, so every route, FastAPI's
+    included (which would turn an exception raised while it reads the body into a 400), ends the same way."""
+    received = 0
+    started = refused = False
+
+    async def counted_receive() -> Message:
+        nonlocal received, refused
+        if refused:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                refused = True
+                if not started:
+                    await send_refusal(send, too_large(max_bytes))
+                return {"type": "http.disconnect"}
+        return message
+
+    async def unless_refused(message: Message) -> None:
+        nonlocal started
+        if not refused:
+            started = True
+            await send(message)
+
+    return counted_receive, unless_refused
 
 
 def too_large(max_bytes: int) -> RequestTooLarge:
