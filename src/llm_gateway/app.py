@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__, tokens
 from llm_gateway.api import admin, chat, health, metrics, models, usage
-from llm_gateway.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.api.responses import error_response
+from llm_gateway.asgi import route_path
 from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache
 from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
@@ -127,44 +128,52 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
             yield
 
     app = GatewayApp(
-        title="llm-gateway", version=__version__, lifespan=lifespan, description="An OpenAI-compatible LLM gateway."
+        title="llm-gateway",
+        version=__version__,
+        lifespan=lifespan,
+        description="An OpenAI-compatible LLM gateway.",
+        # Starlette would answer `/v1/models/` with a redirect to an absolute URL built from the Host header.
+        redirect_slashes=False,
     )
     for module in (chat, models, usage, admin, health, metrics):
         app.include_router(module.router)
     telemetry = app.state.telemetry = telemetry or build_telemetry(config)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-
-    # Every route but chat: FastAPI's stack with these around it, the admin guard innermost.
-    app.add_middleware(admin.AdminGuard, admin_api_key=settings.admin_api_key)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, **_cors_options(settings))
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    telemetry.install(app)  # outermost: the server span, when tracing
-
-    # The chat routes (the hot path): a plain ASGI endpoint ahead of FastAPI, doing the above inline.
-    entry: ASGIApp = chat.ChatEndpoint(app.state, max_body_bytes=settings.max_request_bytes)
-    if settings.cors_origins:
-        entry = CORSMiddleware(entry, **_cors_options(settings))
-    app.chat_entry = telemetry.wrap(entry, routes={path: ROUTE for path in chat.CHAT_PATHS})
+    app.entry = _front_door(app.dispatch, settings, telemetry)
     return app
 
 
-class GatewayApp(FastAPI):
-    """FastAPI, with ``POST`` to the chat routes handed to ``chat_entry`` before anything of FastAPI runs."""
+def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry) -> ASGIApp:
+    """What every request passes through, chat and FastAPI's routes alike, outermost first: the server span
+    (when tracing) and the record of a refused chat request; the request id and security headers; CORS (when
+    configured); the admin key for ``/admin`` (refused before anything else is said about the request); the
+    body's type and size."""
+    entry: ASGIApp = BodyGuardMiddleware(dispatch, max_bytes=settings.max_request_bytes)
+    entry = admin.AdminGuard(entry, admin_api_key=settings.admin_api_key)
+    if settings.cors_origins:
+        entry = CORSMiddleware(entry, **_cors_options(settings))
+    entry = RequestIdMiddleware(entry)
+    return telemetry.wrap(entry, routes={path: ROUTE for path in chat.CHAT_PATHS})
 
-    chat_entry: ASGIApp | None = None
+
+class GatewayApp(FastAPI):
+    """FastAPI behind the gateway's front door: ``entry`` (the shared middleware, built by ``create_app``)
+    sees every request first and ends in ``dispatch``, which hands ``POST`` to the chat routes to the
+    plain ASGI ``ChatEndpoint`` (the hot path) and everything else, lifespan included, to FastAPI."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.chat_endpoint: ASGIApp = chat.ChatEndpoint(self.state)
+        self.entry: ASGIApp = self.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.chat_entry is not None
-            and scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] in chat.CHAT_PATHS
-        ):
+        await self.entry(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in chat.CHAT_PATHS:
             scope["app"] = self
-            await self.chat_entry(scope, receive, send)
+            await self.chat_endpoint(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from llm_gateway.settings import ConfigError, GatewayConfig, Settings, load_settings
 
@@ -266,12 +266,12 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
                 importlib.import_module("llm_gateway.app")
         uvicorn.run(
             "llm_gateway.app:create_app_from_env",
+            http=_http_protocol(settings),  # httptools, with a bound on the request head's size and time
             factory=True,
             host=host or settings.host,
             port=port or settings.port,
             workers=workers,
             loop="auto",  # uvloop when installed
-            http="auto",  # httptools when installed
             ws="none",  # no WebSocket routes: do not import a WebSocket implementation (~25 ms)
             proxy_headers=False,  # X-Forwarded-For is trusted only from TRUSTED_PROXIES, by the gateway itself
             access_log=False,  # one structured line per request comes from the gateway itself
@@ -283,6 +283,19 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
         if private_metrics_dir is not None:
             shutil.rmtree(private_metrics_dir, ignore_errors=True)
     return 0
+
+
+def _http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, refusing a request head over ``MAX_REQUEST_HEADER_BYTES`` (431) or slower
+    than ``REQUEST_HEADER_TIMEOUT_SECONDS`` (408); a ``partial``, so it pickles into worker processes."""
+    from llm_gateway.http_protocol import BoundedHttpToolsProtocol
+
+    bounded = partial(
+        BoundedHttpToolsProtocol,
+        max_header_bytes=settings.max_request_header_bytes,
+        header_timeout=settings.request_header_timeout_seconds,
+    )
+    return cast("type[asyncio.Protocol]", bounded)
 
 
 @contextmanager

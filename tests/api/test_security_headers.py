@@ -65,7 +65,13 @@ def assert_secured(response: httpx.Response, cache_control: str = "no-store") ->
         ("GET", "/no/such/path", {}, 404),
         ("DELETE", "/health", {}, 405),
         ("POST", "/v1/chat/completions", {"json": HELLO}, 200),
-        ("POST", "/v1/chat/completions", {"content": b"{not json"}, 400),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+        ),
+        ("POST", "/v1/chat/completions", {"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
         ("POST", "/v1/chat/completions", {"content": b"x" * 4096}, 413),
         ("GET", "/v1/models", {}, 401),
         ("GET", "/admin/keys", {}, 401),  # refused by the admin guard, ahead of the router

@@ -33,6 +33,7 @@ CHAT = "POST /v1/chat/completions"
 OPERATIONS = (
     CHAT,
     "GET /v1/models",
+    "GET /v1/models/{model}",
     "GET /v1/usage",
     "POST /admin/keys",
     "GET /admin/keys",
@@ -49,6 +50,7 @@ CHAT_FACTOR = 3
 # Operations whose every input is a free string: there is nothing schema-invalid to send.
 NOTHING_INVALID = {
     "GET /v1/models",
+    "GET /v1/models/{model}",
     "DELETE /admin/keys/{key_id}",
     "GET /admin/users/{user_id}",
     "GET /",

@@ -340,8 +340,9 @@ def test_metrics_count_requests_tokens_cache_fallbacks_errors_refusals_and_first
     with httpx.Client(base_url=gateway.base_url, timeout=20) as http:  # refused before the pipeline
         wrong_key = {"authorization": "Bearer sk-gw-nosuchkey-0123456789abcdef0123456789"}
         assert http.post("/v1/chat/completions", json=body, headers=wrong_key).status_code == 401
-        assert http.post("/chat/completions", content=b"{not json", headers=wrong_key).status_code == 401
-        assert http.post("/v1/chat/completions", content=b"{not json").status_code == 400
+        as_json = {"content-type": "application/json"}
+        assert http.post("/chat/completions", content=b"{not json", headers={**wrong_key, **as_json}).status_code == 401
+        assert http.post("/v1/chat/completions", content=b"{not json", headers=as_json).status_code == 400
         assert http.post("/v1/chat/completions", json={**body, "model": "no-such-model"}).status_code == 404
     poor = create_key(gateway.base_url, "erin", monthly_token_budget=5)
     refused = httpx.post(

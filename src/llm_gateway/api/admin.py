@@ -1,7 +1,7 @@
 """``/admin``: create, list and revoke API keys; set and read a user's limits. Bearer ``ADMIN_API_KEY``.
 
-The key is checked by ``AdminGuard``, a plain ASGI middleware, so that a request without it is
-refused before anything reads its body: 404 when the admin API is off, 401 with a wrong key.
+The key is checked by ``AdminGuard``, a plain ASGI middleware in the app's front door, so that a request
+without it is refused before anything looks at its body: 404 when the admin API is off, 401 with a wrong key.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway.api.deps import AccountsDep
 from llm_gateway.api.usage import MonthQuery, UsageReport, parse_month, usage_report
+from llm_gateway.asgi import route_path
 from llm_gateway.auth.admin import KeyCreate, KeyCreated, KeyList, KeyPublic, UserLimits, UserPublic
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import AuthenticationFailed, FrameworkError, GatewayError
@@ -75,7 +76,7 @@ class AdminGuard:
         self._expected = _digest(admin_api_key.get_secret_value()) if admin_api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "") if scope["type"] == "http" else ""
+        path = route_path(scope) if scope["type"] == "http" else ""
         if path == "/admin" or path.startswith("/admin/"):
             refusal = self._refusal(scope)
             if refusal is not None:

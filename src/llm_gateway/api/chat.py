@@ -13,13 +13,6 @@ from starlette.datastructures import Headers, State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from llm_gateway.api.middleware import (
-    declared_too_large,
-    send_too_large,
-    take_request_id,
-    too_large,
-    with_answer_headers,
-)
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamStreamError
@@ -31,7 +24,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 413, 429, 502, 503, 504)
+    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
 }
 _DOC = {
     "requestBody": {
@@ -53,7 +46,7 @@ CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion() -> Response:
-    """For /docs and /openapi.json only: ``GatewayApp`` hands these requests to ``ChatEndpoint`` first."""
+    """For /docs and /openapi.json only: ``GatewayApp`` dispatches these requests to ``ChatEndpoint``."""
     raise InternalError()
 
 
@@ -73,94 +66,79 @@ async def _admit_request(
 
 
 class ChatEndpoint:
-    """The chat routes as a plain ASGI app, served ahead of FastAPI (``GatewayApp.__call__``).
+    """The chat routes as a plain ASGI app, which ``GatewayApp`` dispatches to ahead of FastAPI.
 
-    FastAPI's and Starlette's machinery (the middleware stack, router, dependency solving, request
-    and response objects) cost more per request than the rest of the gateway's own work
-    (bench/README.md); every other route still goes through them. What the middleware does for
-    those (request id, security headers, the body-size limit) is done inline here, with no wrapper
-    per request; CORS (when configured) and telemetry wrap this in ``create_app``. Errors render
+    FastAPI's and Starlette's machinery (router, dependency solving, request and response objects)
+    cost more per request than the rest of the gateway's own work (bench/README.md); every other
+    route still goes through them. What every route shares (request id, security headers, CORS,
+    the body's type and size, the server span) wraps both, once, in ``create_app``. Errors render
     exactly as FastAPI's handlers render them.
     """
 
-    def __init__(self, state: State, *, max_body_bytes: int) -> None:
+    def __init__(self, state: State) -> None:
         self.state = state  # the app's state: the pipeline and auth exist once the lifespan has run
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = take_request_id(scope)
-        if declared_too_large(scope, self.max_body_bytes):
-            await send_too_large(send, self.max_body_bytes, tuple(with_answer_headers([], request_id)))
-            return
         try:
-            await self._answer(scope, receive, send, request_id)
+            await self._answer(scope, receive, send)
         except GatewayError as exc:
-            await _send_error(send, exc, request_id)
+            await _send_error(send, exc)
         except ClientDisconnect:
             return  # the caller is gone: nobody to answer
         except Exception:
             log.exception("unhandled error")
-            await _send_error(send, InternalError(), request_id)
+            await _send_error(send, InternalError())
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
-        body = await _read_body(receive, self.max_body_bytes)
+        body = await _read_body(receive)
         client = scope.get("client")
         request_state: dict[str, Any] = scope["state"]
         chat, identity = await _admit_request(self.state, request_state, headers, client[0] if client else None, body)
         pipeline: ChatPipeline = self.state.pipeline
         cache_control = headers.get("cache-control")
-        request_id_text: str = request_state["request_id"]
+        request_id: str = request_state["request_id"]
         if chat.stream:
-            answer = await pipeline.stream(chat, identity, request_id=request_id_text, cache_control=cache_control)
+            answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
             try:
-                await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers, request_id)
+                await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers)
             finally:  # settles and records the stream, however it ended (cancelled before its first byte too)
                 await answer.aclose()
             return
-        result = await pipeline.complete(chat, identity, request_id=request_id_text, cache_control=cache_control)
-        await _send_json(send, 200, result.body, result.headers, request_id)
+        result = await pipeline.complete(chat, identity, request_id=request_id, cache_control=cache_control)
+        await _send_json(send, 200, result.body, result.headers)
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str], request_id: bytes) -> None:
+async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-    raw_headers = with_answer_headers(raw_headers, request_id)
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_error(send: Send, error: GatewayError, request_id: bytes) -> None:
-    await _send_json(send, error.status_code, error.body(), error.headers(), request_id)
+async def _send_error(send: Send, error: GatewayError) -> None:
+    await _send_json(send, error.status_code, error.body(), error.headers())
 
 
-async def _read_body(receive: Receive, max_bytes: int) -> bytes:
-    """The request body; 413 once more than ``max_bytes`` have arrived (a body sent without Content-Length)."""
+async def _read_body(receive: Receive) -> bytes:
+    """The request body (its size is ``BodyGuardMiddleware``'s business, outside)."""
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientDisconnect()
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
-        if len(body) > max_bytes:
-            raise too_large(max_bytes)
         return body
-    chunks, received = [body], len(body)
+    chunks = [body]
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        received += len(chunk)
-        if received > max_bytes:
-            raise too_large(max_bytes)
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
-async def _send_sse(
-    receive: Receive, send: Send, events: AsyncGenerator[bytes, None], headers: dict[str, str], request_id: bytes
-) -> None:
+async def _send_sse(receive: Receive, send: Send, events: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
     """Send framed events as they come; stop at once if the caller disconnects.
 
     A watcher task waits for ``http.disconnect`` (uvicorn's ``send`` ignores a gone client
@@ -184,9 +162,7 @@ async def _send_sse(
     raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), *_SSE_RAW_HEADERS]
     raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     try:
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": with_answer_headers(raw_headers, request_id)}
-        )
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         async for event in events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,7 +1,7 @@
-"""Plain ASGI middleware for what every request shares: its id, security headers and the body-size limit.
+"""Plain ASGI middleware for what every request shares: its id, security headers, and what its body may be.
 
-Plain ASGI classes rather than BaseHTTPMiddleware: they add no task per request and never
-buffer a streamed answer.
+``app.py`` stacks these once, around both the chat endpoint and FastAPI. Plain ASGI classes rather
+than BaseHTTPMiddleware: they add no task per request and never buffer a streamed answer.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.errors import RequestTooLarge
+from llm_gateway.errors import InvalidRequest, RequestTooLarge
 from llm_gateway.ids import new_id_bytes
 
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
@@ -24,6 +24,15 @@ SECURITY_HEADERS = (
 # authenticated caller (a completion, a usage report, a key shown once), and a browser or proxy replaying
 # one would also bypass the rate limits and budgets that the gateway charges per request.
 NO_STORE = (b"cache-control", b"no-store")
+# Methods whose body the gateway reads; every such route of the gateway takes JSON.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """415: a body that does not say it is JSON. (Belongs in ``errors.py``'s tree; see the lead's note.)"""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RequestIdMiddleware:
@@ -71,16 +80,25 @@ def with_answer_headers(headers: list[tuple[bytes, bytes]], request_id: bytes) -
     return headers
 
 
-def declared_too_large(scope: Scope, max_bytes: int) -> bool:
-    """Whether the Content-Length alone rules the body out (or is not a number)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return not value.isdigit() or int(value) > max_bytes
-    return False
+def is_json(content_type: bytes) -> bool:
+    """``application/json`` or a ``+json`` type (RFC 6839), any parameters (``; charset=utf-8``).
+
+    What matters is that none of the CORS-safelisted types (``text/plain``, form encodings) gets in:
+    a browser sends those cross-origin without a preflight, so an anonymous gateway would run them.
+    """
+    media_type = content_type.partition(b";")[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413: by Content-Length up front, else while reading."""
+class BodyGuardMiddleware:
+    """What a request body may be: JSON (else 415), at most ``max_bytes`` (else 413).
+
+    Both are decided from the headers before anything reads the body; a body sent without
+    Content-Length is also counted as it arrives (``_counted``). A declared length is not re-counted:
+    the server delivers exactly that many bytes.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -90,39 +108,75 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if declared_too_large(scope, self.max_bytes):
-            await send_too_large(send, self.max_bytes)
+        length: bytes | None = None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await send_refusal(send, too_large(self.max_bytes))
             return
-        received = 0
+        if scope["method"] in _BODY_METHODS and not is_json(content_type):
+            await send_refusal(send, _not_json(content_type))
+            return
+        if length is not None:
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, *_counted(receive, send, self.max_bytes))
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise too_large(self.max_bytes)
-            return message
 
-        await self.app(scope, limited_receive, send)
+def _counted(receive: Receive, send: Send, max_bytes: int) -> tuple[Receive, Send]:
+    """``receive`` and ``send`` for a body of unknown length: past ``max_bytes`` the 413 is sent here, and
+    the app is told the client left (``http.disconnect``) and no longer heard, so every route, FastAPI's
+    included (which would turn an exception raised while it reads the body into a 400), ends the same way."""
+    received = 0
+    started = refused = False
+
+    async def counted_receive() -> Message:
+        nonlocal received, refused
+        if refused:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                refused = True
+                if not started:
+                    await send_refusal(send, too_large(max_bytes))
+                return {"type": "http.disconnect"}
+        return message
+
+    async def unless_refused(message: Message) -> None:
+        nonlocal started
+        if not refused:
+            started = True
+            await send(message)
+
+    return counted_receive, unless_refused
 
 
 def too_large(max_bytes: int) -> RequestTooLarge:
     return RequestTooLarge(f"The request body exceeds the limit of {max_bytes} bytes.")
 
 
-async def send_too_large(send: Send, max_bytes: int, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    """413 before the body is read: the connection closes, as the unread body cannot be skipped cheaply."""
-    body = too_large(max_bytes).body()
+def _not_json(content_type: bytes) -> UnsupportedMediaType:
+    given = f"'{content_type.decode('latin-1')[:100]}'" if content_type else "none"
+    return UnsupportedMediaType(f"The request body must be JSON: send 'Content-Type: application/json' (got {given}).")
+
+
+async def send_refusal(send: Send, error: InvalidRequest) -> None:
+    """Refuse before the body is read: the connection closes, as the unread body cannot be skipped cheaply."""
+    body = error.body()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": error.status_code,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
+                (b"content-length", b"%d" % len(body)),
                 (b"connection", b"close"),
-                *extra_headers,
             ],
         }
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from llm_gateway.asgi import route_path
 from llm_gateway.telemetry.record import RequestRecord
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class EarlyRefusalRecorder:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        route = self.routes.get(route_path(scope)) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return

@@ -14,6 +14,8 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from llm_gateway.asgi import route_path
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -71,8 +73,8 @@ class ServerSpanMiddleware:
 
 def _finish(span: trace.Span, scope: Scope, method: str, status: int, routes: frozenset[str]) -> None:
     route = getattr(scope.get("route"), "path", None)
-    if route is None and scope.get("path") in routes:
-        route = scope["path"]
+    if route is None and route_path(scope) in routes:
+        route = route_path(scope)
     attributes: dict[str, str | int] = {}  # one set_attributes call: the SDK locks and validates per call
     if isinstance(route, str):
         span.update_name(f"{method} {route}")
