@@ -56,7 +56,7 @@ STEPS = (
     ("uvicorn: data_received (httptools parse)", "HttpToolsProtocol.data_received (uvicorn/"),
     ("uvicorn: send (response write)", "RequestResponseCycle.send (uvicorn/"),
     ("middleware: RequestId", "RequestIdMiddleware.__call__ (llm_gateway/"),
-    ("middleware: BodySizeLimit", "BodySizeLimitMiddleware.__call__ (llm_gateway/"),
+    ("middleware: BodyGuard", "BodyGuardMiddleware.__call__ (llm_gateway/"),
     ("starlette: ExceptionMiddleware", "ExceptionMiddleware.__call__ (starlette/"),
     ("starlette/fastapi: routing", "Router.__call__ (starlette/routing.py"),
     ("fastapi: request_response app", "request_response.<locals>.app (fastapi/routing.py"),

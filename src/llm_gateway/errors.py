@@ -7,6 +7,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
     ├── InternalError                 500 internal_error        (a bug: never the caller's fault)
     ├── InvalidRequest                400 invalid_request_error
     │   ├── RequestTooLarge           413
+    │   ├── UnsupportedMediaType      415 unsupported_media_type
     │   └── ModelNotFound             404 model_not_found
     ├── AuthenticationFailed          401 invalid_api_key
     ├── PermissionDenied              403 model_not_allowed
@@ -20,6 +21,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
         ├── ProviderProtocolError     an answer that is not what the wire format promises
         ├── ProviderTimeout           504 no first byte / no chunk within the attempt timeout
         ├── UpstreamStreamError       the provider failed after the stream had started
+        │   └── ReservationExceeded   (pipeline/meter.py) it wrote past the completion tokens reserved
         └── AllProvidersFailed        502 every deployment of the group failed
             └── AllProvidersRefused   429 rate_limit_exceeded   every one refused for rate or overload
                                           (429/529); Retry-After: the smallest upstream one
@@ -80,6 +82,13 @@ class InvalidRequest(GatewayError):
 class RequestTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """415: a body that does not say it is JSON (a browser could post it cross-origin without a preflight)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class ModelNotFound(InvalidRequest):
