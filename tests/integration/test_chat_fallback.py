@@ -80,6 +80,29 @@ def test_openai_500_falls_back_to_anthropic_in_openai_format(
     }
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_parameters_a_fallback_cannot_honour_are_named_never_dropped_silently(
+    gateway: GatewayServer, fakes: dict[str, FakeProvider], stream: bool
+) -> None:
+    fakes["openai"].push(Fail(500))
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=50, temperature=1.7, seed=7, stream=stream
+    )
+    if stream:
+        assert "Hello from anthropic" in "".join(
+            chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices
+        )
+    assert raw.headers["x-gateway-provider"] == "anthropic"
+    assert raw.headers["x-gateway-dropped-params"] == "seed,temperature"  # seed unsupported, 1.7 clamped to 1
+    assert fakes["anthropic"].chat_requests[0].body["temperature"] == 1
+
+    answered = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=50, seed=7, stream=stream
+    )
+    assert answered.headers["x-gateway-provider"] == "openai"
+    assert "x-gateway-dropped-params" not in answered.headers  # a passthrough honours every parameter
+
+
 def test_429_and_529_fall_back_to_groq(gateway: GatewayServer, fakes: dict[str, FakeProvider]) -> None:
     fakes["openai"].push(Fail(429))
     fakes["anthropic"].push(Fail(529))

@@ -105,6 +105,9 @@ class ScriptedProvider:
         self.streams.append(stream)
         return stream
 
+    def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        return ()
+
     async def aclose(self) -> None:
         return None
 

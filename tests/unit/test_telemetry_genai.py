@@ -158,3 +158,12 @@ def test_span_name_and_bucket_boundaries_follow_the_conventions() -> None:
     assert genai.span_name("gpt-4o") == "chat gpt-4o"
     assert genai.TOKEN_BUCKETS[:3] == (1, 4, 16) and genai.TOKEN_BUCKETS[-1] == 67108864
     assert genai.DURATION_BUCKETS[0] == 0.01 and genai.DURATION_BUCKETS[-1] == 81.92
+
+
+def test_parameters_the_answering_deployment_did_not_honour_are_on_its_span_and_the_server_span() -> None:
+    record = fallback_record()
+    record.dropped_params = ("seed", "temperature")
+    failed, answered = record.attempts
+    assert genai.GATEWAY_DROPPED_PARAMS not in genai.attempt_attributes(record, failed, 0, None)
+    assert genai.attempt_attributes(record, answered, 1, None)[genai.GATEWAY_DROPPED_PARAMS] == ("seed", "temperature")
+    assert genai.server_attributes(record, None)[genai.GATEWAY_DROPPED_PARAMS] == ("seed", "temperature")

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from llm_gateway.auth.identity import Identity
 from llm_gateway.errors import Attempt
 from llm_gateway.limits import Ticket
+from llm_gateway.providers.router import Routed
 from llm_gateway.schemas.core import ChatRequest
 from llm_gateway.telemetry import AttemptRecord, RequestRecord
 
@@ -96,5 +97,9 @@ def attempt_record(attempt: Attempt) -> AttemptRecord:
     )
 
 
-def routed_headers(provider: str, attempts: list[Attempt]) -> dict[str, str]:
-    return {"x-gateway-provider": provider, "x-gateway-attempts": str(len(attempts))}
+def routed_headers(record: RequestRecord, routed: Routed) -> dict[str, str]:
+    """Who answered, after how many attempts, and what of the request it did not honour (never silently)."""
+    headers = {"x-gateway-provider": routed.provider, "x-gateway-attempts": str(len(routed.attempts))}
+    if record.dropped_params:
+        headers["x-gateway-dropped-params"] = ",".join(record.dropped_params)
+    return headers

@@ -72,8 +72,10 @@ class ChatPipeline:
             if hit is not None:
                 await self.settle(call, None, cached=True)
                 return Answer(orjson.dumps(hit), self._headers(call))
-            routed = await self.router.complete(self._upstream_body(call), chat.model, call.attempts)
+            body = self._upstream_body(call)
+            routed = await self.router.complete(body, chat.model, call.attempts)
             call.record.provider, call.record.upstream_model = routed.provider, routed.model
+            call.record.dropped_params = self.router.dropped_params(routed, body)
             completion = routed.completion
             usage = completion.usage or self.estimate_usage(
                 call, tokens.count_completion_tokens(tokens.completion_text(completion.body), chat.model)
@@ -81,9 +83,7 @@ class ChatPipeline:
             await self.settle(call, usage)
             self.store_answer(call, completion.body)
             describe_answer(call.record, completion.body)
-            return Answer(
-                completion.to_bytes(), {**self._headers(call), **routed_headers(routed.provider, routed.attempts)}
-            )
+            return Answer(completion.to_bytes(), {**self._headers(call), **routed_headers(call.record, routed)})
         except BaseException as exc:
             await self._abandon(call, exc)
             raise
@@ -110,8 +110,8 @@ class ChatPipeline:
             self.finish_record(call)
             raise
         call.record.provider, call.record.upstream_model = routed.provider, routed.model
-        headers = {**self._headers(call), **routed_headers(routed.provider, routed.attempts)}
-        return StreamRun(self, call, routed, headers)
+        call.record.dropped_params = self.router.dropped_params(routed, body)
+        return StreamRun(self, call, routed, {**self._headers(call), **routed_headers(call.record, routed)})
 
     # -- the steps ----------------------------------------------------------------------------
 

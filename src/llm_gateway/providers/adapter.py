@@ -148,6 +148,10 @@ class HttpAdapter:
         """The upstream's error body (parsed JSON, or None) -> message, type, code, param."""
         raise NotImplementedError
 
+    def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        """A passthrough honours every parameter (the upstream itself judges them)."""
+        return ()
+
     async def post_json(self, payload: bytes, *, timeout: float) -> tuple[dict[str, Any], bytes, int]:
         """POST; the answer parsed as a JSON object, its bytes (bounded by ``max_response_bytes``), its status."""
         with map_transport_errors(self.name):

@@ -26,4 +26,9 @@ class Provider(Protocol):
         """
         ...
 
+    def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        """The caller's parameters ``model`` here will not honour (dropped or changed), for
+        ``x-gateway-dropped-params``: a translation never drops one silently. Empty for a passthrough."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -126,6 +126,10 @@ class Router:
         self._attempt_timeout = attempt_timeout
         self._request_timeout = request_timeout
 
+    def dropped_params(self, routed: Routed, body: dict[str, Any]) -> tuple[str, ...]:
+        """What the deployment that answered did not honour of ``body`` (the body as sent to it)."""
+        return self._providers[routed.provider].dropped_params(body, routed.model)
+
     @property
     def model_names(self) -> list[str]:
         return sorted(self._groups)

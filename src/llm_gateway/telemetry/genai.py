@@ -48,6 +48,7 @@ GATEWAY_PROVIDER = "gateway.provider"
 GATEWAY_REQUEST_ID = "gateway.request_id"
 GATEWAY_STREAM = "gateway.stream"
 GATEWAY_ERROR = "gateway.error"
+GATEWAY_DROPPED_PARAMS = "gateway.dropped_params"
 
 # Bucket boundaries the GenAI metric conventions ask for.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -116,6 +117,8 @@ def attempt_attributes(record: RequestRecord, attempt: AttemptRecord, index: int
         attributes[USAGE_OUTPUT_TOKENS] = record.completion_tokens
     if record.finish_reasons:
         attributes[FINISH_REASONS] = record.finish_reasons
+    if record.dropped_params:
+        attributes[GATEWAY_DROPPED_PARAMS] = record.dropped_params
     response_id = record.response_body.get("id") if record.response_body else None
     if isinstance(response_id, str):
         attributes[RESPONSE_ID] = response_id
@@ -138,6 +141,8 @@ def server_attributes(record: RequestRecord, user_id: str | None) -> Attributes:
         attributes[GATEWAY_USER_ID] = user_id
     if record.error is not None:
         attributes[GATEWAY_ERROR] = record.error
+    if record.dropped_params:
+        attributes[GATEWAY_DROPPED_PARAMS] = record.dropped_params
     return attributes
 
 

@@ -67,6 +67,7 @@ class RequestRecord:
     upstream_latency: float | None = None  # seconds spent on upstreams; default: sum of the attempts
     ttft: float | None = None  # streams: seconds from arrival to the first byte sent to the caller
     finish_reasons: tuple[str, ...] = ()
+    dropped_params: tuple[str, ...] = ()  # the caller's parameters the answering deployment did not honour
     request_body: dict[str, Any] | None = None
     response_body: dict[str, Any] | None = None
 

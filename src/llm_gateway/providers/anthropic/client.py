@@ -17,6 +17,7 @@ from llm_gateway.providers.adapter import ErrorFields, EventStream, HttpAdapter
 from llm_gateway.providers.anthropic.translate import (
     AnthropicStreamTranslator,
     anthropic_error_message,
+    dropped_params,
     from_anthropic_response,
     to_anthropic_request,
 )
@@ -59,6 +60,9 @@ class AnthropicProvider(HttpAdapter):
         response = await self.open_stream(orjson.dumps(request), timeout=timeout)
         translator = AnthropicStreamTranslator(model=model, created=int(time.time()), include_usage=include_usage)
         return AnthropicStream(self, response, deadline, translator)
+
+    def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        return dropped_params(body, model, default_max_tokens=self._default_max_tokens)
 
     def error_fields(self, parsed: Any) -> ErrorFields:
         error = parsed.get("error") if isinstance(parsed, dict) else None
