@@ -161,7 +161,9 @@ async def test_cors_answers_chat_and_fastapi_routes_alike(make_app: MakeApp) -> 
     for response in (chat, health):
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == ORIGIN
-        assert response.headers["access-control-expose-headers"] == "x-request-id, x-gateway-provider"
+        assert response.headers["access-control-expose-headers"] == (
+            "x-request-id, x-gateway-provider, x-gateway-attempts, x-gateway-dropped-params"
+        )
 
 
 # 2. root_path ---------------------------------------------------------------------------------------------
