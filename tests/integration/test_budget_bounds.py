@@ -78,10 +78,13 @@ def test_every_choice_is_reserved(gateway: GatewayServer, upstream: VerboseOpenA
     set_user(gateway.base_url, "ann", monthly_token_budget=2000)
     key = create_key(gateway.base_url, "ann")
 
-    refused = post(gateway, key, chat_body(max_tokens=1000, n=128))
+    too_many = post(gateway, key, chat_body(max_tokens=1000, n=128))
+    assert too_many.status_code == 400, too_many.text  # above MAX_CHOICES (16): refused as it is parsed
+    assert too_many.json()["error"]["param"] == "n"
+    refused = post(gateway, key, chat_body(max_tokens=1000, n=16))
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "insufficient_quota"
-    assert "n=128" in refused.json()["error"]["message"]
+    assert "n=16" in refused.json()["error"]["message"]
     assert upstream.requests == []  # refused before any upstream call
 
     served = post(gateway, key, chat_body(max_tokens=600, n=3))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import datetime
 from functools import cache, partial
@@ -106,6 +107,7 @@ class RedisLimits:
         self._settle_script = client.register_script(lua_source("settle.lua"))
         self._init_script = client.register_script(lua_source("init_budget.lua"))
         self._rebuilds: dict[str, asyncio.Future[None]] = {}
+        self._rebuilt_at: dict[str, float] = {}  # hash -> monotonic time its last rebuild finished
         self._orphans: set[asyncio.Future[None]] = set()  # releases of admissions whose caller was cancelled
         self._last_warning = 0.0
 
@@ -128,13 +130,14 @@ class RedisLimits:
         )
         keys, args = self._admit_call(plan)
         for _ in range(3):
+            sent = time.monotonic()
             try:
                 reply = [int(value) for value in await self._admit_once(plan, keys, args)]
             except self._redis_down as exc:
                 return self._unavailable(plan, exc)
             status, current, previous, cap, *counters = reply
             if status == BUDGET_MISSING:
-                await self._rebuild(plan, missing=current)
+                await self._rebuild(plan, missing=current, since=sent)
                 continue
             balances = tuple(
                 Balance(scope.limit, counters[2 * i], counters[2 * i + 1]) for i, scope in enumerate(plan.scopes)
@@ -228,16 +231,20 @@ class RedisLimits:
             self._orphans.add(task)
             task.add_done_callback(self._orphans.discard)
 
-    async def _rebuild(self, plan: Plan, *, missing: int) -> None:
+    async def _rebuild(self, plan: Plan, *, missing: int, since: float) -> None:
         """Initialise the missing month hashes from the ledger (first writer wins, across processes).
 
         Within a process one ledger read per hash is in flight at a time, however many requests
         found it missing: after a flush under load the database sees one query per user, not per request.
+        A hash this process rebuilt after ``since`` (when the admission that found it missing was sent)
+        is not read again: that admission only raced the rebuild, and its retry will find the hash.
         """
         for i, scope in enumerate(plan.scopes):
             if not missing & (1 << i):
                 continue
             hash_key = self._hash(scope.kind, scope.subject, plan.month)
+            if self._rebuilt_at.get(hash_key, -math.inf) >= since:
+                continue
             task = self._rebuilds.get(hash_key)
             if task is None:
                 task = asyncio.ensure_future(self._init_from_ledger(scope, plan, hash_key))
@@ -247,6 +254,9 @@ class RedisLimits:
 
     def _rebuild_done(self, hash_key: str, _: asyncio.Future[None]) -> None:
         self._rebuilds.pop(hash_key, None)
+        self._rebuilt_at[hash_key] = time.monotonic()
+        if len(self._rebuilt_at) > 10_000:  # bounded: an old entry only saves a ledger read
+            self._rebuilt_at.clear()
 
     async def _init_from_ledger(self, scope: BudgetScope, plan: Plan, hash_key: str) -> None:
         used = max(0, int(await self._ledgers[scope.kind](scope.subject, plan.month)))
