@@ -21,6 +21,7 @@ from tests.fakes.verbose import VerboseOpenAI
 from tests.harness import GatewayServer
 from tests.identity_support import ADMIN_API_KEY, create_key, sqlite_url
 from tests.limits_support import MODEL, admin_usage, chat_body, drop_prefix, set_user, unique_prefix, wait_for
+from tests.sdk_support import sse_payloads
 
 pytestmark = pytest.mark.integration
 
@@ -135,25 +136,16 @@ def test_concurrent_requests_without_max_tokens_hold_the_budget(
     assert settled_usage(gateway, "cal", len(served))["used_tokens"] == charged
 
 
-def sse_events(response: httpx.Response) -> list[bytes]:
-    return [line[6:].encode() for line in response.iter_lines() if line.startswith("data: ")]
-
-
 def test_an_endless_stream_is_ended_at_its_reservation(gateway: GatewayServer, upstream: VerboseOpenAI) -> None:
     """An endless stream with no upstream usage on a 1,000,000 budget charged 8,682,410."""
     upstream.endless, upstream.honours_cap, upstream.send_usage = True, False, False
     set_user(gateway.base_url, "dan", monthly_token_budget=1_000_000)
     key = create_key(gateway.base_url, "dan")
 
-    with httpx.stream(
-        "POST",
-        f"{gateway.base_url}/v1/chat/completions",
-        headers={"x-api-key": key},
-        json=chat_body(max_tokens=None, stream=True),
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        events = sse_events(response)
+    response, events = sse_payloads(
+        gateway.base_url, chat_body(max_tokens=None, stream=True), headers={"x-api-key": key}, timeout=60
+    )
+    assert response.status_code == 200
 
     limit = ALLOWANCE + int(ALLOWANCE * CAP_TOLERANCE) + CAP_SLACK_TOKENS
     assert events[-1] != b"[DONE]"
@@ -174,10 +166,7 @@ def test_a_stream_does_not_carry_usage_unless_asked(gateway: GatewayServer, upst
 
     for include_usage in (False, True):
         options = {"stream_options": {"include_usage": True}} if include_usage else {}
-        with httpx.stream(
-            "POST", f"{gateway.base_url}/v1/chat/completions", headers={"x-api-key": key}, json={**body, **options}
-        ) as response:
-            events = sse_events(response)
+        _, events = sse_payloads(gateway.base_url, {**body, **options}, headers={"x-api-key": key})
         assert events[-1] == b"[DONE]"
         chunks = [orjson.loads(event) for event in events[:-1]]
         if include_usage:

@@ -13,6 +13,7 @@ import pytest
 from tests.fakes import Delay, Fail, FailMidStream, FakeProvider, Raw, Reply, Stall, StreamError
 from tests.harness import GatewayServer
 from tests.identity_support import create_key
+from tests.sdk_support import sse_payloads
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +44,7 @@ def client(gateway: GatewayServer) -> openai.OpenAI:
 
 
 def sse_events(gateway: GatewayServer, body: dict[str, object]) -> tuple[httpx.Response, list[bytes]]:
-    """Raw SSE ``data:`` payloads, to check the framing the SDK would hide."""
-    with httpx.stream("POST", f"{gateway.base_url}/v1/chat/completions", json=body, timeout=20) as response:
-        data = [line[6:].encode() for line in response.iter_lines() if line.startswith("data: ")]
-    return response, data
+    return sse_payloads(gateway.base_url, body, timeout=20)
 
 
 @pytest.mark.parametrize(

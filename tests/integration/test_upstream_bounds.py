@@ -9,11 +9,9 @@ Retry-After reaches the caller; configured header values are masked in relayed u
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import orjson
 import pytest
@@ -25,7 +23,7 @@ from llm_gateway.providers.registry import provider_class
 from llm_gateway.settings import ProviderConfig
 from tests.fakes import Drop, EchoHeaders, Fail, FakeProvider, Flood, Reply
 from tests.harness import GatewayServer
-from tests.identity_support import create_key
+from tests.sdk_support import MakeSdk, sse_payloads
 
 pytestmark = pytest.mark.integration
 
@@ -54,36 +52,14 @@ def bounded(start_gateway: Any, fake_env: dict[str, str]) -> GatewayServer:
     return server
 
 
-@pytest.fixture
-def opened() -> Iterator[list[openai.OpenAI]]:
-    clients: list[openai.OpenAI] = []
-    yield clients
-    for made in clients:
-        made.close()
-
-
-def sdk(gateway: GatewayServer, opened: list[openai.OpenAI]) -> openai.OpenAI:
-    made = openai.OpenAI(
-        base_url=f"{gateway.base_url}/v1", api_key=create_key(gateway.base_url), max_retries=0, timeout=30
-    )
-    opened.append(made)
-    return made
-
-
-def error_events(gateway: GatewayServer, body: dict[str, Any]) -> tuple[httpx.Response, list[bytes]]:
-    with httpx.stream("POST", f"{gateway.base_url}/v1/chat/completions", json=body, timeout=30) as response:
-        data = [line[6:].encode() for line in response.iter_lines() if line.startswith("data: ")]
-    return response, data
-
-
 @pytest.mark.parametrize("size", [650_000, 10_000_000])
 def test_a_large_answer_arrives_whole(
-    gateway: GatewayServer, fakes: dict[str, FakeProvider], opened: list[openai.OpenAI], size: int
+    gateway: GatewayServer, fakes: dict[str, FakeProvider], sdk: MakeSdk, size: int
 ) -> None:
     """Past 256 KiB a non-streamed answer used to hang until the attempt timeout."""
     fakes["openai"].push(Reply("x" * size))
     started = time.monotonic()
-    completion = sdk(gateway, opened).chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+    completion = sdk(gateway).chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
     assert time.monotonic() - started < 10
     assert completion.choices[0].message.content == "x" * size
     assert completion.choices[0].finish_reason == "stop"
@@ -104,12 +80,12 @@ def refused_envelope(code: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("announce", [True, False], ids=["content-length", "chunked"])
 def test_an_answer_over_the_limit_is_refused_at_once(
-    bounded: GatewayServer, fakes: dict[str, FakeProvider], opened: list[openai.OpenAI], announce: bool
+    bounded: GatewayServer, fakes: dict[str, FakeProvider], sdk: MakeSdk, announce: bool
 ) -> None:
     fakes["openai"].push(Flood(1 << 30, announce=announce))  # 1 GiB, announced or not
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as caught:
-        sdk(bounded, opened).chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        sdk(bounded).chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
     assert time.monotonic() - started < 1.0  # not the upstream timeout (20 s), not 1 GiB read
     assert caught.value.status_code == 502
     assert caught.value.response.json() == refused_envelope("upstream_bad_response")
@@ -132,7 +108,7 @@ def test_an_event_stream_line_that_never_ends_ends_the_stream_with_an_error(
         Flood(1 << 30, prefix=FIRST_CHUNK + b"data: ", content_type="text/event-stream", announce=False)
     )
     started = time.monotonic()
-    response, events = error_events(bounded, stream_body())
+    response, events = sse_payloads(bounded.base_url, stream_body())
     assert time.monotonic() - started < 2.0
     assert response.status_code == 200
     assert orjson.loads(events[0])["choices"][0]["delta"]["content"] == "Hi"
@@ -160,18 +136,18 @@ def test_an_event_stream_over_the_response_limit_ends_with_an_error(
             announce=False,
         )
     )
-    response, events = error_events(bounded, stream_body())
+    response, events = sse_payloads(bounded.base_url, stream_body())
     assert response.status_code == 200 and len(events) == 2
     assert orjson.loads(events[1])["error"]["code"] == "upstream_stream_error"
     assert orjson.loads(events[1])["error"]["message"] == "openai sent too large an answer"
 
 
 def test_a_post_the_upstream_read_and_dropped_is_not_sent_to_it_again(
-    gateway: GatewayServer, fakes: dict[str, FakeProvider], opened: list[openai.OpenAI]
+    gateway: GatewayServer, fakes: dict[str, FakeProvider], sdk: MakeSdk
 ) -> None:
     """On a pooled connection the request went out; the upstream closed without a byte of answer. It may
     have generated (and billed) it: the router falls over to the next deployment, never re-sends it there."""
-    client = sdk(gateway, opened)
+    client = sdk(gateway)
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # warms OpenAI's pool
     fakes["openai"].push(Drop())
     response = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -257,12 +233,12 @@ def masked(
 def test_configured_header_values_are_masked_in_upstream_errors(
     masked: GatewayServer,
     fakes: dict[str, FakeProvider],
-    opened: list[openai.OpenAI],
+    sdk: MakeSdk,
     secret_headers: dict[str, str],
     provider: str,
 ) -> None:
     secrets = [*secret_headers.values(), fakes[provider].api_key]
-    client = sdk(masked, opened)
+    client = sdk(masked)
     fakes[provider].push(EchoHeaders(400))
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=f"via-{provider}", messages=MESSAGES)
@@ -272,7 +248,7 @@ def test_configured_header_values_are_masked_in_upstream_errors(
     assert not [secret for secret in secrets if secret in message]
 
     fakes[provider].push(EchoHeaders(in_stream=True))
-    response, events = error_events(masked, stream_body(f"via-{provider}"))
+    response, events = sse_payloads(masked.base_url, stream_body(f"via-{provider}"))
     assert response.status_code == 200 and b"[DONE]" not in events
     error = orjson.loads(events[-1])["error"]
     assert error["code"] == "upstream_stream_error"

@@ -67,10 +67,8 @@ class ChatPipeline:
     ) -> Answer:
         call = self._begin(chat, identity, request_id, cache_control)
         try:
-            await self._admit(call)
-            hit = await self._lookup(call)
+            hit = await self._admit_and_look_up(call)
             if hit is not None:
-                await self.settle(call, None, cached=True)
                 return Answer(orjson.dumps(hit), self._headers(call))
             body = self._upstream_body(call)
             routed = await self.router.complete(body, chat.model, call.attempts)
@@ -96,10 +94,8 @@ class ChatPipeline:
         """The stream's headers and its owner, once its first content is in hand (fallback ends there)."""
         call = self._begin(chat, identity, request_id, cache_control)
         try:
-            await self._admit(call)
-            hit = await self._lookup(call)
+            hit = await self._admit_and_look_up(call)
             if hit is not None:
-                await self.settle(call, None, cached=True)
                 self.finish_record(call)
                 return ReplayedStream(self._headers(call), _replay(hit, include_usage=chat.include_usage))
             body = self._upstream_body(call)
@@ -127,6 +123,14 @@ class ChatPipeline:
             request_body=chat.body,
         )
         return Call(chat, identity, record, CachePolicy.from_header(cache_control))
+
+    async def _admit_and_look_up(self, call: Call) -> dict[str, Any] | None:
+        """Admit the request, then look its answer up: a hit is settled at once (it charges nothing)."""
+        await self._admit(call)
+        hit = await self._lookup(call)
+        if hit is not None:
+            await self.settle(call, None, cached=True)
+        return hit
 
     async def _admit(self, call: Call) -> None:
         body = call.chat.body
