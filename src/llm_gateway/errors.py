@@ -8,6 +8,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
     ├── InvalidRequest                400 invalid_request_error
     │   ├── RequestTooLarge           413
     │   ├── UnsupportedMediaType      415 unsupported_media_type
+    │   ├── UnsupportedFeature        400 unsupported_feature   (a deployment skipped; none left)
     │   └── ModelNotFound             404 model_not_found
     ├── AuthenticationFailed          401 invalid_api_key
     ├── PermissionDenied              403 model_not_allowed
@@ -97,6 +98,20 @@ class ModelNotFound(InvalidRequest):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+
+
+class UnsupportedFeature(InvalidRequest):
+    """A deployment cannot carry something the request needs (a server tool on an OpenAI-compatible
+    deployment, a document block, ``n`` past a provider's limit): the router skips that deployment,
+    without counting a failure against it; when none is left, this 400 goes to the caller, naming it."""
+
+    code = "unsupported_feature"
+
+    def __init__(self, feature: str, *, provider: str = "", param: str | None = None) -> None:
+        where = f" by provider '{provider}'" if provider else ""
+        super().__init__(f"{feature} is not supported{where} for this model.", param=param)
+        self.feature = feature
+        self.provider = provider
 
 
 class AuthenticationFailed(GatewayError):
