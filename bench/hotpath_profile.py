@@ -65,7 +65,7 @@ STEPS = (
     ("fastapi: run_endpoint_function", "run_endpoint_function (fastapi/"),
     ("our route: create_chat_completion", "create_chat_completion (llm_gateway/"),
     ("our parse: parse_chat_request", "parse_chat_request (llm_gateway/"),
-    ("our pipeline: ChatPipeline.complete", "ChatPipeline.complete (llm_gateway/"),
+    ("our pipeline: Pipeline.complete", "Pipeline.complete (llm_gateway/"),
     ("our provider: OpenAICompatProvider.chat", "OpenAICompatProvider.chat (llm_gateway/"),
     ("aiohttp: ClientSession._request", "ClientSession._request (aiohttp/"),
     ("aiohttp: response read", "ClientResponse.read (aiohttp/"),

@@ -33,7 +33,7 @@ from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCa
 from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
 from llm_gateway.http import UpstreamBounds
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
-from llm_gateway.pipeline import ROUTE, ChatPipeline
+from llm_gateway.pipeline import Pipeline
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
@@ -100,7 +100,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
                 attempt_timeout=settings.upstream_timeout_seconds,
                 request_timeout=settings.request_timeout_seconds,
             )
-            pipeline = ChatPipeline(
+            pipeline = Pipeline(
                 router,
                 limits,
                 cache=cache,
@@ -154,7 +154,7 @@ def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry) -> 
     if settings.cors_origins:
         entry = CORSMiddleware(entry, **_cors_options(settings))
     entry = RequestIdMiddleware(entry)
-    return telemetry.wrap(entry, routes={path: ROUTE for path in chat.CHAT_PATHS})
+    return telemetry.wrap(entry, routes={path: chat.CHAT.route for path in chat.CHAT_PATHS})
 
 
 class GatewayApp(FastAPI):

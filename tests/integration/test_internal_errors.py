@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.pipeline import Pipeline
 from tests.harness import GatewayServer
 from tests.identity_support import create_key
 from tests.limits_support import chat_body, ledger_rows, set_user, sqlite_path, wait_for
@@ -26,7 +26,7 @@ def break_provider(gateway: GatewayServer, name: str) -> None:
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"bug with {SECRET_IN_BUG}")
 
-    pipeline: ChatPipeline = gateway.app.state.pipeline
+    pipeline: Pipeline = gateway.app.state.pipeline
     provider = pipeline.router._providers[name]
     provider.chat = broken  # type: ignore[method-assign]
     provider.chat_stream = broken  # type: ignore[method-assign]

@@ -27,13 +27,15 @@ from llm_gateway.cache import MemoryCache
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.limits.base import utcnow
 from llm_gateway.limits.budget import month_of
-from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.pipeline import Pipeline
 from llm_gateway.providers.router import Cooldowns, Router
 from llm_gateway.schemas.core import Completion, Usage
 from llm_gateway.schemas.openai import parse_chat_request
 from llm_gateway.settings import Deployment
+from llm_gateway.surfaces.chat import ChatSurface
 
 MONTH_BUDGET = 100_000
+CHAT = ChatSurface()
 WHO = Identity("alice", "jwt", 1000, MONTH_BUDGET)
 
 
@@ -172,7 +174,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[Gat
 
 @dataclass
 class Setup:
-    pipeline: ChatPipeline
+    pipeline: Pipeline
     limits: Admission
     provider: ScriptedProvider
     recorder: Recorder
@@ -196,7 +198,7 @@ def build(gate: Gate, make_limits: Callable[[Gate], Admission], monkeypatch: pyt
     )
     recorder = Recorder()
     limits = make_limits(gate)
-    pipeline = ChatPipeline(
+    pipeline = Pipeline(
         router,
         limits,
         cache=GatedCache(gate),
@@ -214,7 +216,7 @@ def chat(*, stream: bool) -> Any:
 
 async def consume_stream(setup: Setup, gate: Gate) -> None:
     """What the chat endpoint does with a stream: send its head, relay its chunks, then always ``aclose()``."""
-    answer = await setup.pipeline.stream(chat(stream=True), WHO, request_id="r")
+    answer = await setup.pipeline.stream(CHAT, chat(stream=True), WHO, request_id="r")
     try:
         await gate.at("first-send")
         async for _ in answer.chunks:
@@ -276,7 +278,7 @@ async def test_a_completion_cancelled_at_any_await_is_settled_once(
 ) -> None:
     gate = Gate(point)
     setup = build(gate, backend, monkeypatch)
-    await cancel_at(setup, gate, setup.pipeline.complete(chat(stream=False), WHO, request_id="r"))
+    await cancel_at(setup, gate, setup.pipeline.complete(CHAT, chat(stream=False), WHO, request_id="r"))
     await check_settled_once(setup, admitted=COMPLETE_POINTS[point])
 
 

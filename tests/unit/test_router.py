@@ -19,9 +19,12 @@ from llm_gateway.errors import (
     UpstreamError,
     UpstreamStreamError,
 )
-from llm_gateway.providers.router import Cooldowns, Router
+from llm_gateway.providers.router import Cooldowns, RoutedCompletion, RoutedStream, Router
 from llm_gateway.schemas.core import Completion, Usage
 from llm_gateway.settings import Deployment
+from llm_gateway.surfaces.chat import ChatSurface
+
+CHAT = ChatSurface()
 
 
 class ListStream:
@@ -79,19 +82,43 @@ def chunk(*, role: str | None = None, content: str | None = None, finish: str | 
     )
 
 
+class ChatRoutes:
+    """The router driven as the chat surface drives it: its attempt calls and its content test."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def complete(self, body: dict[str, Any], model: str) -> RoutedCompletion:
+        async def attempt(provider: Any, deployment: Deployment, deadline: float, timeout: float) -> Completion:
+            return await provider.chat(body, deployment.model, timeout=timeout)
+
+        return await self.router.complete(model, [], attempt)
+
+    async def stream(self, body: dict[str, Any], model: str) -> RoutedStream:
+        async def open_stream(provider: Any, deployment: Deployment, deadline: float, timeout: float) -> Any:
+            return await provider.chat_stream(body, deployment.model, timeout=timeout, deadline=deadline)
+
+        return await self.router.stream(model, [], open_stream, CHAT.has_content)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.router, name)
+
+
 def make_router(
     *providers: ScriptedProvider,
     cooldowns: Cooldowns | None = None,
     groups: dict[str, list[Deployment]] | None = None,
     request_timeout: float = 10,
-) -> Router:
+) -> ChatRoutes:
     chain = [Deployment(provider=p.name, model=f"{p.name}-model") for p in providers]
-    return Router(
-        groups or {"group": chain},
-        {p.name: p for p in providers},
-        cooldowns or Cooldowns(3, 30),
-        attempt_timeout=5,
-        request_timeout=request_timeout,
+    return ChatRoutes(
+        Router(
+            groups or {"group": chain},
+            {p.name: p for p in providers},
+            cooldowns or Cooldowns(3, 30),
+            attempt_timeout=5,
+            request_timeout=request_timeout,
+        )
     )
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from llm_gateway.pipeline import describe_answer
 from llm_gateway.pipeline.meter import StreamMeter
-from llm_gateway.pipeline.stream import assemble
-from llm_gateway.telemetry.record import RequestRecord
+from llm_gateway.surfaces.chat import ChatSurface
+
+CHAT = ChatSurface()
 
 
 def chunk(index: int, content: str, finish: str | None = None, *, spaced: bool = False) -> bytes:
@@ -29,24 +29,19 @@ PAYLOADS = [
 ]
 
 
-def record() -> RequestRecord:
-    return RequestRecord.begin("req", "/v1/chat/completions", "gpt-4o-mini", stream=True)
-
-
 def test_the_meters_description_equals_that_of_the_assembled_answer() -> None:
-    meter = StreamMeter(model="gpt-4o-mini", cap_tokens=None, keep=True)
+    meter = StreamMeter(CHAT.read_item, model="gpt-4o-mini", cap_tokens=None, keep=True)
     for payload in PAYLOADS:
         meter.feed(payload)
-    whole = record()
-    describe_answer(whole, assemble(PAYLOADS))
-    assert meter.response_model == whole.response_model == "gpt-4o-mini-2024-07-18"
-    assert meter.ordered_finish_reasons() == whole.finish_reasons == ("stop", "length")  # by choice index
-    assert meter.payloads == PAYLOADS
+    whole = CHAT.assemble(PAYLOADS)
+    assert meter.response_model == CHAT.response_model(whole) == "gpt-4o-mini-2024-07-18"
+    assert meter.ordered_finish_reasons() == CHAT.finish_reasons(whole) == ("stop", "length")  # by choice index
+    assert meter.items == PAYLOADS
 
 
 def test_a_stream_larger_than_the_cacheable_size_keeps_no_payloads() -> None:
-    meter = StreamMeter(model="gpt-4o-mini", cap_tokens=None, keep=True, keep_bytes=300)
+    meter = StreamMeter(CHAT.read_item, model="gpt-4o-mini", cap_tokens=None, keep=True, keep_bytes=300)
     for payload in PAYLOADS:
         meter.feed(payload)
-    assert meter.payloads is None
+    assert meter.items is None
     assert meter.ordered_finish_reasons() == ("stop", "length")

@@ -16,11 +16,13 @@ from starlette.types import Receive, Scope, Send
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamStreamError
-from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.pipeline import Pipeline
 from llm_gateway.schemas.core import ChatRequest
 from llm_gateway.schemas.openai import ChatCompletion, ErrorEnvelope, parse_chat_request
+from llm_gateway.surfaces.chat import ChatSurface
 
 log = logging.getLogger(__name__)
+CHAT = ChatSurface()
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -95,17 +97,17 @@ class ChatEndpoint:
         client = scope.get("client")
         request_state: dict[str, Any] = scope["state"]
         chat, identity = await _admit_request(self.state, request_state, headers, client[0] if client else None, body)
-        pipeline: ChatPipeline = self.state.pipeline
+        pipeline: Pipeline = self.state.pipeline
         cache_control = headers.get("cache-control")
         request_id: str = request_state["request_id"]
         if chat.stream:
-            answer = await pipeline.stream(chat, identity, request_id=request_id, cache_control=cache_control)
+            answer = await pipeline.stream(CHAT, chat, identity, request_id=request_id, cache_control=cache_control)
             try:
                 await _send_sse(receive, send, frame_sse(answer.chunks), answer.headers)
             finally:  # settles and records the stream, however it ended (cancelled before its first byte too)
                 await answer.aclose()
             return
-        result = await pipeline.complete(chat, identity, request_id=request_id, cache_control=cache_control)
+        result = await pipeline.complete(CHAT, chat, identity, request_id=request_id, cache_control=cache_control)
         await _send_json(send, 200, result.body, result.headers)
 
 

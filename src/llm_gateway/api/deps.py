@@ -10,12 +10,12 @@ from llm_gateway.auth.admin import Accounts
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import AuthenticationFailed
-from llm_gateway.pipeline import ChatPipeline
+from llm_gateway.pipeline import Pipeline
 from llm_gateway.settings import GatewayConfig
 
 
-async def _pipeline(request: Request) -> ChatPipeline:  # async: a sync dependency runs in a thread
-    pipeline: ChatPipeline = request.app.state.pipeline
+async def _pipeline(request: Request) -> Pipeline:  # async: a sync dependency runs in a thread
+    pipeline: Pipeline = request.app.state.pipeline
     return pipeline
 
 
@@ -47,7 +47,7 @@ async def _accounts(request: Request) -> Accounts:
     return _auth(request).accounts
 
 
-PipelineDep = Annotated[ChatPipeline, Depends(_pipeline)]
+PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 ConfigDep = Annotated[GatewayConfig, Depends(_config)]
 # Any caller, anonymous ones included (when ALLOW_ANONYMOUS).
 IdentityDep = Annotated[Identity, Depends(resolve_identity)]

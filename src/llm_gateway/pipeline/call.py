@@ -10,7 +10,7 @@ from llm_gateway.auth.identity import Identity
 from llm_gateway.errors import Attempt
 from llm_gateway.limits import Ticket
 from llm_gateway.providers.router import Routed
-from llm_gateway.schemas.core import ChatRequest
+from llm_gateway.surfaces.base import Surface, SurfaceRequest
 from llm_gateway.telemetry import AttemptRecord, RequestRecord
 
 
@@ -42,7 +42,8 @@ class Call:
     whichever path (answer, failure, cancellation) reaches them first.
     """
 
-    chat: ChatRequest
+    surface: Surface[Any]
+    request: SurfaceRequest
     identity: Identity
     record: RequestRecord
     policy: CachePolicy
@@ -80,15 +81,12 @@ class StreamAnswer(Protocol):
     async def aclose(self) -> None: ...
 
 
-def describe_answer(record: RequestRecord, completion: dict[str, Any]) -> None:
-    """What telemetry reads from an answer (plain or assembled from a stream)."""
-    record.response_model = completion.get("model") if isinstance(completion.get("model"), str) else None
-    record.response_body = completion
-    record.finish_reasons = tuple(
-        str(choice["finish_reason"])
-        for choice in completion.get("choices") or ()
-        if isinstance(choice, dict) and choice.get("finish_reason")
-    )
+def describe_answer(call: Call, answer: dict[str, Any]) -> None:
+    """What telemetry reads from an answer (plain or assembled from a stream), in the call's surface's terms."""
+    record, surface = call.record, call.surface
+    record.response_model = surface.response_model(answer)
+    record.response_body = answer
+    record.finish_reasons = surface.finish_reasons(answer)
 
 
 def attempt_record(attempt: Attempt) -> AttemptRecord:

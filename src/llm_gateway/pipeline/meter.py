@@ -1,19 +1,22 @@
 """A stream's answer measured as it is relayed: its tokens against the reservation, its model and finish
-reasons for telemetry, and its payloads for the cache only while they are small enough to keep.
+reasons for telemetry, and its items for the cache only while they are small enough to keep.
 
-Linear in the stream's size and bounded in memory whatever the upstream sends: each payload is
-parsed once, its text counted in pieces (never the answer so far again), and payloads are kept
-only up to ``keep_bytes``; a longer stream is simply not cached.
+Linear in the stream's size and bounded in memory whatever the upstream sends: each item is
+parsed once (by its surface's reader), its text counted in pieces (never the answer so far again),
+and items are kept only up to ``keep_bytes``; a longer stream is simply not cached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 from llm_gateway import tokens
 from llm_gateway.errors import UpstreamStreamError
+from llm_gateway.surfaces.base import StreamObserver
+
+# A surface's stream reader: parses one item, reports what it carries; returns it parsed (None if not).
+ItemReader = Callable[[bytes, StreamObserver], dict[str, Any] | None]
 
 # Payload bytes kept for the cache and for telemetry that records answers; past it neither gets the answer.
 CACHEABLE_STREAM_BYTES = 4 * 1024 * 1024
@@ -35,7 +38,11 @@ class ReservationExceeded(UpstreamStreamError):
 
 
 class StreamMeter:
-    """Fed every payload of one stream, in order; ``feed`` raises ``ReservationExceeded`` past the cap."""
+    """Fed every item of one stream, in order; ``feed`` raises ``ReservationExceeded`` past the cap.
+
+    ``read`` is the surface's reader (``Surface.read_item``): it parses an item and reports its text,
+    finish reasons and model here (``StreamObserver``), so the meter knows no wire format.
+    """
 
     __slots__ = (
         "_cap",
@@ -44,19 +51,29 @@ class StreamMeter:
         "_pending",
         "_pending_bytes",
         "_pending_chars",
+        "_read",
         "_room",
         "counted_tokens",
         "finish_reasons",
-        "payloads",
+        "items",
         "response_model",
     )
 
-    def __init__(self, *, model: str, cap_tokens: int | None, keep: bool, keep_bytes: int = CACHEABLE_STREAM_BYTES):
+    def __init__(
+        self,
+        read: ItemReader,
+        *,
+        model: str,
+        cap_tokens: int | None,
+        keep: bool,
+        keep_bytes: int = CACHEABLE_STREAM_BYTES,
+    ) -> None:
         """``cap_tokens``: the completion tokens reserved (every choice), None for a stream admitted unmetered."""
+        self._read = read
         self._model = model
         self._cap = cap_tokens
         self._limit = None if cap_tokens is None else cap_tokens + int(cap_tokens * CAP_TOLERANCE) + CAP_SLACK_TOKENS
-        self.payloads: list[bytes] | None = [] if keep else None
+        self.items: list[bytes] | None = [] if keep else None
         self._room = keep_bytes
         self._pending: list[str] = []
         self._pending_chars = 0
@@ -65,25 +82,15 @@ class StreamMeter:
         self.response_model: str | None = None
         self.finish_reasons: dict[int, str] = {}
 
-    def feed(self, payload: bytes) -> dict[str, Any] | None:
-        """Account for one payload; returns it parsed (None when it is not a JSON object)."""
-        if self.payloads is not None:
-            self._room -= len(payload)
+    def feed(self, item: bytes) -> dict[str, Any] | None:
+        """Account for one item; returns it parsed (None when it could not be)."""
+        if self.items is not None:
+            self._room -= len(item)
             if self._room >= 0:
-                self.payloads.append(payload)
+                self.items.append(item)
             else:
-                self.payloads = None  # too large to cache: drop what was kept
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(chunk, dict):
-            return None
-        if self.response_model is None and isinstance(chunk.get("model"), str):
-            self.response_model = chunk["model"]
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict):
-                self._choice(choice)
+                self.items = None  # too large to cache: drop what was kept
+        parsed = self._read(item, self)
         if self._limit is not None and self.counted_tokens + self._pending_bytes > self._limit:
             self._count()
             if self.counted_tokens > self._limit:
@@ -93,7 +100,7 @@ class StreamMeter:
                 )
         elif self._pending_chars >= COUNT_PIECE_CHARS:
             self._count()
-        return chunk
+        return parsed
 
     def completion_tokens(self) -> int:
         """Tokens of everything relayed (text, reasoning, refusals, tool calls), by the gateway's tokenizer."""
@@ -103,31 +110,19 @@ class StreamMeter:
     def ordered_finish_reasons(self) -> tuple[str, ...]:
         return tuple(self.finish_reasons[index] for index in sorted(self.finish_reasons))
 
-    def _choice(self, choice: dict[str, Any]) -> None:
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            for name in ("content", "reasoning_content", "refusal"):
-                self._text(delta.get(name))
-            calls = delta.get("tool_calls")
-            for call in calls if isinstance(calls, list) else ():
-                if isinstance(call, dict):
-                    self._function(call.get("function"))
-            self._function(delta.get("function_call"))
-        finish = choice.get("finish_reason")
-        if finish and len(self.finish_reasons) < MAX_DESCRIBING:
-            index = choice.get("index")
-            self.finish_reasons[index if isinstance(index, int) else 0] = str(finish)
+    # StreamObserver: what the surface's reader reports.
+    def text(self, text: str) -> None:
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        self._pending_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
 
-    def _function(self, function: Any) -> None:
-        if isinstance(function, dict):
-            self._text(function.get("name"))
-            self._text(function.get("arguments"))
+    def finish(self, index: int, reason: str) -> None:
+        if index in self.finish_reasons or len(self.finish_reasons) < MAX_DESCRIBING:
+            self.finish_reasons[index] = reason
 
-    def _text(self, text: Any) -> None:
-        if isinstance(text, str) and text:
-            self._pending.append(text)
-            self._pending_chars += len(text)
-            self._pending_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
+    def model(self, name: str) -> None:
+        if self.response_model is None:
+            self.response_model = name
 
     def _count(self) -> None:
         if self._pending:

@@ -1,10 +1,12 @@
-"""The request pipeline of ``POST /v1/chat/completions``, one small step per method.
+"""The request pipeline, one small step per method, for every API surface.
 
 identify (the route's dependency) -> admit -> cache -> route -> settle -> record (DESIGN.md).
 Each step lives in its own package; this module puts them in order, so the order can be read
-in one place. A stream runs the same steps; its settle and record happen when it ends, in its
-owner (``stream.StreamRun``). Every admitted request is settled and recorded exactly once,
-whatever ends it: an answer, a failure, or a cancellation at any await.
+in one place. What depends on a surface's wire format is asked of its ``Surface`` (the call's
+``surface``): nothing here knows Chat Completions from Messages. A stream runs the same steps;
+its settle and record happen when it ends, in its owner (``stream.StreamRun``). Every admitted
+request is settled and recorded exactly once, whatever ends it: an answer, a failure, or a
+cancellation at any await.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from llm_gateway import tokens
 from llm_gateway.auth.identity import Identity
-from llm_gateway.cache import ResponseCache, cache_key, completion_to_chunks, is_cacheable, is_complete
+from llm_gateway.cache import ResponseCache
 from llm_gateway.errors import GatewayError, InternalError
 from llm_gateway.limits import Admission
 from llm_gateway.pipeline.call import (
@@ -31,15 +33,18 @@ from llm_gateway.pipeline.call import (
     routed_headers,
 )
 from llm_gateway.pipeline.stream import CLIENT_CLOSED, ReplayedStream, StreamRun
-from llm_gateway.providers.router import Router
-from llm_gateway.schemas.core import ChatRequest, Usage
+from llm_gateway.providers.base import Provider
+from llm_gateway.providers.router import Routed, Router
+from llm_gateway.schemas.core import ChunkStream, Completion, Usage
+from llm_gateway.settings import Deployment
 from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.surfaces.base import Surface, SurfaceRequest
 from llm_gateway.telemetry import RequestRecord, Telemetry
 
-ROUTE = "/v1/chat/completions"
+R = TypeVar("R", bound=SurfaceRequest)
 
 
-class ChatPipeline:
+class Pipeline:
     def __init__(
         self,
         router: Router,
@@ -63,24 +68,35 @@ class ChatPipeline:
     # -- the two entry points -----------------------------------------------------------------
 
     async def complete(
-        self, chat: ChatRequest, identity: Identity, *, request_id: str, cache_control: str | None = None
+        self,
+        surface: Surface[R],
+        request: R,
+        identity: Identity,
+        *,
+        request_id: str,
+        cache_control: str | None = None,
     ) -> Answer:
-        call = self._begin(chat, identity, request_id, cache_control)
+        call = self._begin(surface, request, identity, request_id, cache_control)
         try:
             hit = await self._admit_and_look_up(call)
             if hit is not None:
                 return Answer(orjson.dumps(hit), self._headers(call))
             body = self._upstream_body(call)
-            routed = await self.router.complete(body, chat.model, call.attempts)
-            call.record.provider, call.record.upstream_model = routed.provider, routed.model
-            call.record.dropped_params = self.router.dropped_params(routed, body)
+
+            async def attempt(
+                provider: Provider, deployment: Deployment, deadline: float, timeout: float
+            ) -> Completion:
+                return await surface.answer(provider, deployment.model, request, body, timeout=timeout)
+
+            routed = await self.router.complete(request.model, call.attempts, attempt)
+            self._routed(call, routed, body)
             completion = routed.completion
-            usage = completion.usage or self.estimate_usage(
-                call, tokens.count_completion_tokens(tokens.completion_text(completion.body), chat.model)
+            usage = surface.usage(completion.body) or self.estimate_usage(
+                call, tokens.count_completion_tokens(surface.answer_text(completion.body), request.model)
             )
             await self.settle(call, usage)
             self.store_answer(call, completion.body)
-            describe_answer(call.record, completion.body)
+            self.describe(call, completion.body)
             return Answer(completion.to_bytes(), {**self._headers(call), **routed_headers(call.record, routed)})
         except BaseException as exc:
             await self._abandon(call, exc)
@@ -89,40 +105,54 @@ class ChatPipeline:
             self.finish_record(call)
 
     async def stream(
-        self, chat: ChatRequest, identity: Identity, *, request_id: str, cache_control: str | None = None
+        self,
+        surface: Surface[R],
+        request: R,
+        identity: Identity,
+        *,
+        request_id: str,
+        cache_control: str | None = None,
     ) -> StreamAnswer:
         """The stream's headers and its owner, once its first content is in hand (fallback ends there)."""
-        call = self._begin(chat, identity, request_id, cache_control)
+        call = self._begin(surface, request, identity, request_id, cache_control)
         try:
             hit = await self._admit_and_look_up(call)
             if hit is not None:
                 self.finish_record(call)
-                return ReplayedStream(self._headers(call), _replay(hit, include_usage=chat.include_usage))
+                return ReplayedStream(self._headers(call), _replay(surface.replay(hit, request)))
             body = self._upstream_body(call)
-            body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-            routed = await self.router.stream(body, chat.model, call.attempts)
+
+            async def open_stream(
+                provider: Provider, deployment: Deployment, deadline: float, timeout: float
+            ) -> ChunkStream:
+                return await surface.open_stream(
+                    provider, deployment.model, request, body, timeout=timeout, deadline=deadline
+                )
+
+            routed = await self.router.stream(request.model, call.attempts, open_stream, surface.has_content)
         except BaseException as exc:
             await self._abandon(call, exc)
             self.finish_record(call)
             raise
-        call.record.provider, call.record.upstream_model = routed.provider, routed.model
-        call.record.dropped_params = self.router.dropped_params(routed, body)
+        self._routed(call, routed, body)
         return StreamRun(self, call, routed, {**self._headers(call), **routed_headers(call.record, routed)})
 
     # -- the steps ----------------------------------------------------------------------------
 
-    def _begin(self, chat: ChatRequest, identity: Identity, request_id: str, cache_control: str | None) -> Call:
-        self.router.deployments(chat.model)  # an unknown model is 404 before anything is counted
+    def _begin(
+        self, surface: Surface[R], request: R, identity: Identity, request_id: str, cache_control: str | None
+    ) -> Call:
+        self.router.deployments(request.model)  # an unknown model is 404 before anything is counted
         record = RequestRecord.begin(
             request_id,
-            ROUTE,
-            chat.model,
-            stream=chat.stream,
+            surface.route,
+            request.model,
+            stream=request.stream,
             user_id=identity.user_id,
             key_id=identity.key_id,
-            request_body=chat.body,
+            request_body=request.body,
         )
-        return Call(chat, identity, record, CachePolicy.from_header(cache_control))
+        return Call(surface, request, identity, record, CachePolicy.from_header(cache_control))
 
     async def _admit_and_look_up(self, call: Call) -> dict[str, Any] | None:
         """Admit the request, then look its answer up: a hit is settled at once (it charges nothing)."""
@@ -133,23 +163,19 @@ class ChatPipeline:
         return hit
 
     async def _admit(self, call: Call) -> None:
-        body = call.chat.body
-        prompt = await tokens.estimate_prompt_tokens_async(body, call.chat.model)
-        requested = body.get("max_completion_tokens") or body.get("max_tokens")
-        choices = body.get("n")
+        surface, request = call.surface, call.request
         call.ticket = await self.limits.admit(
             call.identity,
-            prompt_tokens=prompt,
-            max_completion_tokens=requested if isinstance(requested, int) else None,
-            choices=choices if isinstance(choices, int) and choices > 1 else 1,
+            prompt_tokens=await surface.prompt_tokens(request),
+            max_completion_tokens=surface.completion_cap(request),
+            choices=surface.choices(request),
         )
 
     async def _lookup(self, call: Call) -> dict[str, Any] | None:
-        if self.cache is None or not is_cacheable(call.chat.body) or not (call.policy.lookup or call.policy.store):
+        if self.cache is None or not (call.policy.lookup or call.policy.store):
             return None
-        scope = None if self._global_cache else call.identity.user_id
-        call.cache_key = cache_key(call.chat.body, group=call.chat.model, scope_id=scope)
-        if not call.policy.lookup:
+        call.cache_key = call.surface.cache_key(call.request, None if self._global_cache else call.identity.user_id)
+        if call.cache_key is None or not call.policy.lookup:
             return None
         hit = await self.cache.get(call.cache_key)
         call.record.cache = "hit" if hit is not None else "miss"
@@ -163,12 +189,18 @@ class ChatPipeline:
         remainder when smaller) and sends it as ``max_completion_tokens``: an answer can then never
         run past what was reserved, whatever the budget has left.
         """
-        ticket = call.ticket
-        if ticket is None or not ticket.cap_set_by_gateway:
-            return call.chat.body
         if call.upstream_body is None:
-            call.upstream_body = {**call.chat.body, "max_completion_tokens": ticket.completion_cap}
+            ticket = call.ticket
+            cap = ticket.completion_cap if ticket is not None and ticket.cap_set_by_gateway else None
+            call.upstream_body = call.surface.upstream_body(call.request, cap)
         return call.upstream_body
+
+    def _routed(self, call: Call, routed: Routed, body: dict[str, Any]) -> None:
+        """Who answered, and what of the request it did not honour."""
+        record = call.record
+        record.provider, record.upstream_model = routed.provider, routed.model
+        provider = self.router.provider(routed.provider)
+        record.dropped_params = call.surface.dropped_params(provider, routed.model, call.request, body)
 
     @property
     def wants_answer_body(self) -> bool:
@@ -180,12 +212,14 @@ class ChatPipeline:
 
     def store_answer(self, call: Call, completion: dict[str, Any]) -> None:
         # An answer the gateway's own cap cut short is not the answer to the caller's request.
-        if self.cache is None or call.cache_key is None or not call.policy.store or not is_complete(completion):
+        if self.cache is None or call.cache_key is None or not call.policy.store:
             return
-        ticket = call.ticket
-        if ticket is not None and ticket.cap_set_by_gateway and _any_cut_by_length(completion):
-            return
-        self.cache.set(call.cache_key, completion)
+        capped = call.ticket is not None and call.ticket.cap_set_by_gateway
+        if call.surface.storable(completion, capped_by_gateway=capped):
+            self.cache.set(call.cache_key, completion)
+
+    def describe(self, call: Call, answer: dict[str, Any]) -> None:
+        describe_answer(call, answer)
 
     def estimate_usage(self, call: Call, completion_tokens: int) -> Usage:
         """Usage when the upstream reported none: the admission's prompt estimate plus the counted answer."""
@@ -238,7 +272,7 @@ class ChatPipeline:
                 user_id=call.identity.user_id,
                 key_id=call.identity.key_id,
                 month=call.ticket.month,
-                model_group=call.chat.model,
+                model_group=call.request.model,
                 provider=record.provider,
                 upstream_model=record.upstream_model,
                 cached=cached,
@@ -276,10 +310,6 @@ class ChatPipeline:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
-def _any_cut_by_length(completion: dict[str, Any]) -> bool:
-    return any(isinstance(choice, dict) and choice.get("finish_reason") == "length" for choice in completion["choices"])
-
-
-async def _replay(completion: dict[str, Any], *, include_usage: bool) -> AsyncGenerator[bytes, None]:
-    for chunk in completion_to_chunks(completion, include_usage=include_usage):
-        yield chunk
+async def _replay(items: list[bytes]) -> AsyncGenerator[bytes, None]:
+    for item in items:
+        yield item

@@ -15,11 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
-from llm_gateway.cache import chunks_to_completion
 from llm_gateway.errors import GatewayError
-from llm_gateway.pipeline.call import Call, describe_answer
+from llm_gateway.pipeline.call import Call
 from llm_gateway.pipeline.meter import StreamMeter
 from llm_gateway.providers.router import RoutedStream
 from llm_gateway.schemas.core import Usage
@@ -43,6 +40,8 @@ class Settlement(Protocol):
 
     def estimate_usage(self, call: Call, completion_tokens: int) -> Usage: ...
 
+    def describe(self, call: Call, answer: dict[str, Any]) -> None: ...
+
     async def settle(self, call: Call, usage: Usage | None) -> None: ...
 
     def finish_record(self, call: Call) -> None: ...
@@ -59,7 +58,7 @@ class StreamRun:
         ticket = call.ticket
         cap = None if ticket is None or ticket.degraded else ticket.completion_tokens_reserved
         keep = steps.may_store(call) or steps.wants_answer_body
-        self._meter = StreamMeter(model=call.chat.model, cap_tokens=cap, keep=keep)
+        self._meter = StreamMeter(call.surface.read_item, model=call.request.model, cap_tokens=cap, keep=keep)
         self._finished = False
         self._error: GatewayError | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -71,18 +70,15 @@ class StreamRun:
         await asyncio.shield(self._closing)
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        """Payloads as they arrive, measured; the gateway's own usage chunk only when the caller asked for usage."""
-        call, meter = self._call, self._meter
-        strip_usage = not call.chat.include_usage  # the gateway asked the upstream for usage for itself
+        """Items as they arrive, measured, as the surface relays them to the caller."""
+        call, meter, surface, request = self._call, self._meter, self._call.surface, self._call.request
         try:
-            async for payload in self._upstream():
-                chunk = meter.feed(payload)
-                if strip_usage and chunk is not None and "usage" in chunk:
-                    if chunk.get("choices") == []:
-                        continue
-                    payload = _without_usage(payload, chunk)
+            async for item in self._upstream():
+                relayed = surface.relay_item(item, meter.feed(item), request)
+                if relayed is None:
+                    continue
                 call.record.first_byte()
-                yield payload
+                yield relayed
             self._finished = True
         except GatewayError as exc:
             self._error = exc
@@ -119,15 +115,15 @@ class StreamRun:
 
     async def _describe(self) -> None:
         """The answer for the cache and for telemetry that records answers; else what telemetry reads of it."""
-        call, steps, payloads = self._call, self._steps, self._meter.payloads
-        if payloads and ((self._finished and steps.may_store(call)) or steps.wants_answer_body):
-            if sum(map(len, payloads)) > ASSEMBLE_INLINE_BYTES:
-                completion = await asyncio.to_thread(assemble, payloads)
+        call, steps, items = self._call, self._steps, self._meter.items
+        if items and ((self._finished and steps.may_store(call)) or steps.wants_answer_body):
+            if sum(map(len, items)) > ASSEMBLE_INLINE_BYTES:
+                answer = await asyncio.to_thread(call.surface.assemble, items)
             else:
-                completion = assemble(payloads)
+                answer = call.surface.assemble(items)
             if self._finished:
-                steps.store_answer(call, completion)
-            describe_answer(call.record, completion)
+                steps.store_answer(call, answer)
+            steps.describe(call, answer)
             return
         call.record.response_model = self._meter.response_model
         call.record.finish_reasons = self._meter.ordered_finish_reasons()
@@ -135,32 +131,10 @@ class StreamRun:
 
 @dataclass(slots=True)
 class ReplayedStream:
-    """A cached answer replayed as a stream: settled and recorded before its first chunk."""
+    """A cached answer replayed as a stream: settled and recorded before its first item."""
 
     headers: dict[str, str]
     chunks: AsyncGenerator[bytes, None]
 
     async def aclose(self) -> None:
         await self.chunks.aclose()
-
-
-def assemble(payloads: list[bytes]) -> dict[str, Any]:
-    """A stream's payloads as one ``chat.completion`` (payloads that are not JSON objects are skipped)."""
-    chunks = []
-    for payload in payloads:
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(chunk, dict):
-            chunks.append(chunk)
-    return chunks_to_completion(chunks)
-
-
-def _without_usage(payload: bytes, chunk: dict[str, Any]) -> bytes:
-    """The payload without its ``usage`` key: OpenAI omits it unless the caller asked for usage."""
-    if chunk["usage"] is None:
-        stripped = payload.replace(b',"usage":null', b"", 1)
-        if len(stripped) < len(payload):
-            return stripped
-    return orjson.dumps({name: value for name, value in chunk.items() if name != "usage"})

@@ -11,15 +11,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import orjson
+from typing import TypeVar
 
 from llm_gateway.errors import (
     AllProvidersFailed,
     Attempt,
     ModelNotFound,
     ProviderTimeout,
+    UnsupportedFeature,
     UpstreamError,
     UpstreamStreamError,
     all_providers_failed,
@@ -32,6 +31,8 @@ T = TypeVar("T")
 # One try on one deployment: (its provider, the deployment, the request's deadline in loop time, the
 # attempt's timeout in seconds) -> what the deployment answered.
 AttemptCall = Callable[[Provider, Deployment, float, float], Awaitable[T]]
+# Whether a stream item carries content (text, a tool call, a finish): after it no fallback is possible.
+ContentTest = Callable[[bytes], bool]
 
 # Bare model names that route straight to one provider when no group matches.
 DIRECT_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -126,10 +127,6 @@ class Router:
         self._attempt_timeout = attempt_timeout
         self._request_timeout = request_timeout
 
-    def dropped_params(self, routed: Routed, body: dict[str, Any]) -> tuple[str, ...]:
-        """What the deployment that answered did not honour of ``body`` (the body as sent to it)."""
-        return self._providers[routed.provider].dropped_params(body, routed.model)
-
     @property
     def model_names(self) -> list[str]:
         return sorted(self._groups)
@@ -152,28 +149,27 @@ class Router:
         healthy = [d for d in chain if not self._cooldowns.cooling(d.key)]
         return healthy + [d for d in chain if d not in healthy] if len(healthy) < len(chain) else chain
 
-    async def complete(
-        self, body: dict[str, Any], model: str, attempts: list[Attempt] | None = None
-    ) -> RoutedCompletion:
-        """Try the group's deployments in turn; ``attempts`` (when given) collects every try as it ends."""
+    def provider(self, name: str) -> Provider:
+        return self._providers[name]
 
-        async def attempt(provider: Provider, deployment: Deployment, deadline: float, timeout: float) -> Completion:
-            return await provider.chat(body, deployment.model, timeout=timeout)
-
-        attempts = [] if attempts is None else attempts
+    async def complete(self, model: str, attempts: list[Attempt], attempt: AttemptCall[Completion]) -> RoutedCompletion:
+        """Try the group's deployments in turn with ``attempt`` (the surface's one call, in its format);
+        ``attempts`` collects every try as it ends."""
         deployment, completion = await self._try_chain(model, attempts, attempt)
         return RoutedCompletion(deployment.provider, deployment.model, attempts, completion)
 
-    async def stream(self, body: dict[str, Any], model: str, attempts: list[Attempt] | None = None) -> RoutedStream:
-        """Like ``complete``, for a stream: committed to a deployment once its first content arrived."""
+    async def stream(
+        self, model: str, attempts: list[Attempt], open_stream: AttemptCall[ChunkStream], has_content: ContentTest
+    ) -> RoutedStream:
+        """Like ``complete``, for a stream: committed to a deployment once its first content arrived
+        (``has_content`` tells, in the surface's format, which item that is)."""
 
         async def attempt(
             provider: Provider, deployment: Deployment, deadline: float, timeout: float
         ) -> tuple[ChunkStream, list[bytes]]:
-            stream = await provider.chat_stream(body, deployment.model, deadline=deadline, timeout=timeout)
-            return stream, await _read_head(stream, deployment.provider)
+            stream = await open_stream(provider, deployment, deadline, timeout)
+            return stream, await _read_head(stream, deployment.provider, has_content)
 
-        attempts = [] if attempts is None else attempts
         deployment, (stream, head) = await self._try_chain(model, attempts, attempt)
         return RoutedStream(deployment.provider, deployment.model, attempts, head, stream)
 
@@ -184,6 +180,7 @@ class Router:
         chain = self._ordered(self.deployments(model))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._request_timeout
+        skipped: list[UnsupportedFeature] = []
         for deployment in chain:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -198,11 +195,16 @@ class Router:
                     deployment, attempts, started, ProviderTimeout("request timeout", provider=deployment.provider)
                 )
                 raise AllProvidersFailed(model, attempts, timed_out=True) from None
+            except UnsupportedFeature as exc:  # this deployment cannot carry the request: not a failure of it
+                skipped.append(exc)
+                continue
             except UpstreamError as exc:
                 self._fail(deployment, attempts, started, exc)
                 continue
             self._succeed(deployment, attempts, started)
             return deployment, result
+        if skipped and not attempts:
+            raise skipped[0]  # no deployment of the group can carry it: 400, naming what
         raise all_providers_failed(model, attempts)
 
     def _succeed(self, deployment: Deployment, attempts: list[Attempt], started: float) -> None:
@@ -230,7 +232,7 @@ class Router:
 MAX_HEAD_CHUNKS = 8
 
 
-async def _read_head(stream: ChunkStream, provider: str) -> list[bytes]:
+async def _read_head(stream: ChunkStream, provider: str, has_content: ContentTest) -> list[bytes]:
     """Read up to the first chunk with content, so that a stream failing before it can still fall back.
 
     Upstreams announce a stream before they produce anything (OpenAI's role chunk, Anthropic's
@@ -241,7 +243,7 @@ async def _read_head(stream: ChunkStream, provider: str) -> list[bytes]:
     try:
         async for chunk in stream:
             head.append(chunk)
-            if len(head) >= MAX_HEAD_CHUNKS or _has_content(chunk):
+            if len(head) >= MAX_HEAD_CHUNKS or has_content(chunk):
                 return head
     except BaseException:
         await stream.aclose()
@@ -250,24 +252,3 @@ async def _read_head(stream: ChunkStream, provider: str) -> list[bytes]:
         return head
     await stream.aclose()
     raise UpstreamStreamError(f"{provider} ended the stream without any chunk", provider=provider)
-
-
-def _has_content(chunk: bytes) -> bool:
-    try:
-        parsed = orjson.loads(chunk)
-    except orjson.JSONDecodeError:
-        return True
-    choices = parsed.get("choices") if isinstance(parsed, dict) else None
-    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        return True  # a usage-only or unknown chunk: nothing to wait for
-    choice = choices[0]
-    delta = choice.get("delta")
-    if choice.get("finish_reason") or not isinstance(delta, dict):
-        return True
-    return bool(
-        delta.get("content")
-        or delta.get("tool_calls")
-        or delta.get("refusal")
-        or delta.get("reasoning_content")
-        or delta.get("function_call")
-    )
