@@ -276,6 +276,12 @@ def _ready(model: str) -> bool:
     return encoding_name_for(model) in _encodings
 
 
+def estimate_inline(chars: int, model: str) -> bool:
+    """Whether a prompt of about ``chars`` characters may be counted on the event loop: small, and the
+    model's encoder built (building one takes a second or more)."""
+    return chars <= OFFLOAD_CHARS and _ready(model)
+
+
 def encodings_for(models: Iterable[str]) -> list[str]:
     """The encoders that requests for these models (public model group names) are counted with."""
     return sorted({encoding_name_for(model) for model in models})

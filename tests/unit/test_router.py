@@ -16,6 +16,7 @@ from llm_gateway.errors import (
     ProviderRejected,
     ProviderTimeout,
     ProviderUnreachable,
+    UnsupportedFeature,
     UpstreamError,
     UpstreamStreamError,
 )
@@ -335,3 +336,32 @@ async def test_refusals_then_the_deadline_stay_504() -> None:
     assert type(caught.value) is AllProvidersFailed
     assert (caught.value.status_code, caught.value.timed_out) == (504, True)
     assert [(x.provider, x.status) for x in caught.value.attempts] == [("a", 429), ("slow", None)]
+
+
+# -- a deployment that cannot carry the request is skipped, not failed ----------------------------
+
+
+async def test_a_deployment_that_cannot_carry_the_request_is_skipped_without_a_failure() -> None:
+    a, b = ScriptedProvider("a", UnsupportedFeature("A document block", provider="a")), ScriptedProvider("b")
+    cooldowns = Cooldowns(1, 30)
+    routes = make_router(a, b, cooldowns=cooldowns)
+    routed = await routes.complete({}, "group")
+    assert routed.provider == "b"
+    assert [(x.provider, x.status) for x in routed.attempts] == [("b", 200)]  # no upstream call was made to a
+    assert not cooldowns.cooling("a/a-model")
+
+
+async def test_when_no_deployment_can_carry_the_request_it_is_400_naming_what() -> None:
+    a = ScriptedProvider("a", UnsupportedFeature("The web_search tool", provider="a"))
+    b = ScriptedProvider("b", UnsupportedFeature("The web_search tool", provider="b"))
+    with pytest.raises(UnsupportedFeature) as refused:
+        await make_router(a, b).complete({}, "group")
+    assert refused.value.status_code == 400 and "web_search" in refused.value.message
+
+
+async def test_a_skip_mixed_with_an_upstream_failure_is_the_502_of_the_failure() -> None:
+    a, b = ScriptedProvider("a", rejected(500)), ScriptedProvider("b", UnsupportedFeature("x", provider="b"))
+    with pytest.raises(AllProvidersFailed) as failed:
+        await make_router(a, b).complete({}, "group")
+    assert failed.value.status_code == 502
+    assert [(x.provider, x.status) for x in failed.value.attempts] == [("a", 500)]
