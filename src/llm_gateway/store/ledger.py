@@ -44,6 +44,7 @@ class UsageRow:
     status: int = 200
     latency_ms: int = 0
     created_at: datetime = field(default_factory=utcnow)
+    endpoint: str = "chat"  # the inbound API: chat, messages (later embeddings, responses)
     id: str = field(default_factory=new_id)
 
     @property

@@ -113,3 +113,6 @@ class UsageRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The inbound API the request came through (``chat``, ``messages``, ``embeddings``, ``responses``).
+    # No index: reports read a user's or a key's month, which the indexes above already narrow.
+    endpoint: Mapped[str] = mapped_column(String(32), server_default="chat")
