@@ -273,6 +273,7 @@ class Pipeline:
                 key_id=call.identity.key_id,
                 month=call.ticket.month,
                 model_group=call.request.model,
+                endpoint=call.surface.name,
                 provider=record.provider,
                 upstream_model=record.upstream_model,
                 cached=cached,
