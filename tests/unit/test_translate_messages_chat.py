@@ -47,10 +47,11 @@ def translate_stream(chunks: list[dict[str, Any]]) -> tuple[ChatToMessagesStream
 def assembled(events: list[Event]) -> anthropic.types.Message:
     """Each event as the SDK parses it, and the message its own accumulator builds from them."""
     snapshot = None
+    json_bufs: dict[int, bytes] = {}
     for name, data in events:
         event = EVENTS.validate_python(data)
         assert event.type == name
-        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs={})
+        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=json_bufs)
     assert snapshot is not None
     return anthropic.types.Message.model_validate(snapshot.to_dict())
 
