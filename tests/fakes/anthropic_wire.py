@@ -112,7 +112,9 @@ class AnthropicWire:
     # -- request checks -----------------------------------------------------------------------
 
     def check_auth(self, headers: Mapping[str, str]) -> Problem | None:
-        key = headers.get("x-api-key")
+        """``x-api-key``, else ``Authorization: Bearer`` (how the official SDK 2.x sends ``api_key``)."""
+        bearer = headers.get("authorization", "")
+        key = headers.get("x-api-key") or (bearer[7:] if bearer[:7].lower() == "bearer " else None)
         if not key:
             return 401, self.error(401, "x-api-key header is required")
         if key != self.api_key:
