@@ -23,6 +23,7 @@ from llm_gateway.http import UpstreamBounds
 from llm_gateway.providers.anthropic.client import AnthropicProvider
 from llm_gateway.providers.anthropic.native import MAX_CACHED_HEADS
 from llm_gateway.providers.base import NativeMessages
+from llm_gateway.providers.registry import provider_class
 from llm_gateway.schemas.core import ChunkStream, Usage
 from llm_gateway.settings import ProviderConfig
 from tests.fakes import Fail, FakeProvider, Flood, Raw, Reply, Stall, StreamError
@@ -100,6 +101,7 @@ def parse(item: bytes) -> tuple[str, dict[str, Any]]:
 async def test_a_message_round_trip_changes_only_the_model(
     provider: AnthropicProvider, anthropic_fake: FakeProvider
 ) -> None:
+    assert isinstance(provider, NativeMessages)
     native: NativeMessages = provider  # the adapter offers the Messages surface's protocol
     anthropic_fake.push(
         Reply("Short.", thinking="Read it; say little.", cache_creation_tokens=30, cache_read_tokens=40)
@@ -133,6 +135,15 @@ async def test_a_message_round_trip_changes_only_the_model(
         "output_tokens": 7,
     }
     assert message.usage == Usage(prompt_tokens=81, completion_tokens=7, cached_tokens=40)
+
+
+async def test_only_an_anthropic_deployment_takes_messages_natively() -> None:
+    config = ProviderConfig(type="openai", api_key=SecretStr("sk-x"), base_url="http://127.0.0.1:9/v1")
+    openai_compatible = provider_class("openai")("openai", config, UpstreamBounds())
+    try:
+        assert not isinstance(openai_compatible, NativeMessages)
+    finally:
+        await openai_compatible.aclose()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
 
@@ -47,10 +47,12 @@ class NativeMessage:
     usage: Usage | None  # prompt = input + cache_creation + cache_read, completion = output, cached = cache_read
 
 
+@runtime_checkable
 class NativeMessages(Protocol):
     """What an ``anthropic`` adapter offers the Messages surface: the caller's body passed through with only
     ``model`` replaced. ``headers``: the caller's ``anthropic-version`` and ``anthropic-beta`` (any other key is
-    ignored; the provider's own key is always the one sent)."""
+    ignored; the provider's own key is always the one sent). ``isinstance(provider, NativeMessages)`` tells
+    whether a deployment takes the Messages API natively."""
 
     async def messages(
         self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
