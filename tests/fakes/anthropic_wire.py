@@ -7,6 +7,8 @@ Requests are checked as strictly as the real API does, so a fake proves the gate
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -47,7 +49,22 @@ _BLOCK_TYPES = {
     "text", "image", "document", "search_result", "thinking", "redacted_thinking", "tool_use", "tool_result",
     "server_tool_use", "web_search_tool_result", "container_upload",
 }  # fmt: skip
+# What /v1/messages/count_tokens takes (the SDK's MessageCountTokensParams); anything else is refused.
+_COUNT_TOKENS_FIELDS = {
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config", "speed",
+    "context_management", "mcp_servers",
+}  # fmt: skip
 _MODELS = [("claude-3-5-haiku-20241022", "Claude Haiku 3.5"), ("claude-sonnet-4-20250514", "Claude Sonnet 4")]
+
+
+def count_tokens(body: JSON) -> int:
+    """The fake's token count: the body's compact JSON without ``model``, in characters, divided by 4."""
+    return len(json.dumps({k: v for k, v in body.items() if k != "model"}, separators=(",", ":"))) // 4
+
+
+def thinking_signature(thinking: str) -> str:
+    """A deterministic stand-in for Anthropic's opaque signature of a thinking block."""
+    return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
 
 
 def stop_reason(finish_reason: str) -> str:
@@ -60,6 +77,7 @@ class AnthropicWire:
 
     kind = "anthropic"
     chat_path = "/v1/messages"
+    count_tokens_path = "/v1/messages/count_tokens"
     models_path = "/v1/models"
     request_id_header = "request-id"
     stream_error_status = 529
@@ -94,7 +112,9 @@ class AnthropicWire:
     # -- request checks -----------------------------------------------------------------------
 
     def check_auth(self, headers: Mapping[str, str]) -> Problem | None:
-        key = headers.get("x-api-key")
+        """``x-api-key``, else ``Authorization: Bearer`` (how the official SDK 2.x sends ``api_key``)."""
+        bearer = headers.get("authorization", "")
+        key = headers.get("x-api-key") or (bearer[7:] if bearer[:7].lower() == "bearer " else None)
         if not key:
             return 401, self.error(401, "x-api-key header is required")
         if key != self.api_key:
@@ -109,6 +129,22 @@ class AnthropicWire:
         message = _field_problem(body) or _messages_problem(body["messages"]) or _tools_problem(body)
         return (400, self.error(400, message)) if message else None
 
+    def check_count_tokens(self, body: Any, headers: Mapping[str, str]) -> Problem | None:
+        """As strict as ``check_request``, with count_tokens' own fields (no ``max_tokens``, no ``stream``)."""
+        if not headers.get("anthropic-version"):
+            return 400, self.error(400, "anthropic-version: header is required")
+        if not isinstance(body, dict):
+            return 400, self.error(400, "There was an issue with your request body: invalid JSON")
+        required = [field for field in ("model", "messages") if field not in body]
+        extra = sorted(set(body) - _COUNT_TOKENS_FIELDS)
+        message = (
+            (f"{required[0]}: Field required" if required else None)
+            or (f"{extra[0]}: Extra inputs are not permitted" if extra else None)
+            or _messages_problem(body["messages"])
+            or _tools_problem(body)
+        )
+        return (400, self.error(400, message)) if message else None
+
     # -- answers ------------------------------------------------------------------------------
 
     def models(self) -> JSON:
@@ -120,21 +156,30 @@ class AnthropicWire:
 
     def completion(self, request: JSON, reply: Reply) -> JSON:
         text = reply.text(self.kind)
-        content: list[JSON] = [{"type": "text", "text": text}] if text else []
+        content: list[JSON] = []
+        if reply.thinking is not None:
+            content.append(
+                {"type": "thinking", "thinking": reply.thinking, "signature": thinking_signature(reply.thinking)}
+            )
+        content += [{"type": "text", "text": text}] if text else []
         content += [_tool_use(call, with_input=True) for call in reply.tool_calls or []]
         return {
             **self._message(request),
             "content": content,
             "stop_reason": stop_reason(reply.finish()),
-            "usage": _usage(reply.prompt_tokens, reply.completion_tokens),
+            "usage": _usage(reply, reply.completion_tokens),
         }
 
     def stream(self, request: JSON, reply: Reply) -> StreamPlan:
-        start = {**self._message(request), "content": [], "stop_reason": None, "usage": _usage(reply.prompt_tokens, 1)}
+        start = {**self._message(request), "content": [], "stop_reason": None, "usage": _usage(reply, 1)}
         events: list[tuple[bytes, bool]] = [
             (named_event("message_start", {"type": "message_start", "message": start}), False)
         ]
         blocks: list[tuple[JSON, list[JSON]]] = []
+        if reply.thinking is not None:
+            deltas = [{"type": "thinking_delta", "thinking": piece} for piece in split_text(reply.thinking, None)]
+            deltas.append({"type": "signature_delta", "signature": thinking_signature(reply.thinking)})
+            blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
         text = reply.text(self.kind)
         if text:
             deltas = [{"type": "text_delta", "text": piece} for piece in split_text(text, reply.chunks)]
@@ -148,7 +193,10 @@ class AnthropicWire:
             events.append((_event("content_block_start", index=index, content_block=block), False))
             if index == 0:
                 events.append((_event("ping"), False))
-            events += [(_event("content_block_delta", index=index, delta=delta), True) for delta in deltas]
+            events += [
+                (_event("content_block_delta", index=index, delta=delta), delta["type"] != "signature_delta")
+                for delta in deltas
+            ]
             events.append((_event("content_block_stop", index=index), False))
         if not blocks:
             events.append((_event("ping"), False))
@@ -171,11 +219,11 @@ def _event(name: str, **fields: Any) -> bytes:
     return named_event(name, {"type": name, **fields})
 
 
-def _usage(input_tokens: int, output_tokens: int) -> JSON:
+def _usage(reply: Reply, output_tokens: int) -> JSON:
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": reply.prompt_tokens,
+        "cache_creation_input_tokens": reply.cache_creation_tokens,
+        "cache_read_input_tokens": reply.cache_read_tokens,
         "output_tokens": output_tokens,
     }
 

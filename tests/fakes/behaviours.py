@@ -18,6 +18,10 @@ class Reply:
     are tool calls, else ``"stop"``; it is given in OpenAI's vocabulary and mapped for Anthropic.
     ``chunks`` splits the text into that many pieces (default: one per word); ``include_usage``
     overrides the request's ``stream_options.include_usage`` for OpenAI-format streams.
+
+    Anthropic only: ``thinking`` answers with a thinking block (with its ``signature``) before the text;
+    ``cache_creation_tokens``/``cache_read_tokens`` fill the usage's cache fields (``prompt_tokens`` is then
+    the uncached ``input_tokens``).
     """
 
     content: str | None = None
@@ -29,6 +33,9 @@ class Reply:
     chunks: int | None = None
     chunk_delay: float = 0.0
     include_usage: bool | None = None
+    thinking: str | None = None
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
 
     def text(self, provider: str) -> str | None:
         """The assistant text actually sent by ``provider``."""

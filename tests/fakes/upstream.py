@@ -18,12 +18,14 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from .anthropic_wire import AnthropicWire
-from .behaviours import Behaviour, Reply
+from .anthropic_wire import AnthropicWire, count_tokens
+from .behaviours import Behaviour, Delay, Drop, Fail, Reply
 from .openai_wire import OpenAIWire
 from .playback import ProviderWire, json_answer, play
 
 ProviderKind = Literal["openai", "anthropic", "groq"]
+# What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
+CountBehaviour = Reply | Fail | Delay | Drop
 
 _START_TIMEOUT = 5.0
 _STOP_TIMEOUT = 5.0
@@ -61,6 +63,7 @@ class FakeProvider:
         )
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
+        self._count_queue: deque[CountBehaviour] = deque()
         self._default: Behaviour = Reply()
         self._requests: list[Recorded] = []
         self._chat_count = 0
@@ -98,6 +101,12 @@ class FakeProvider:
         with self._lock:
             self._queue.extend(behaviours)
 
+    def push_count_tokens(self, *behaviours: CountBehaviour) -> None:
+        """Queue behaviours for ``/v1/messages/count_tokens`` (Anthropic), apart from the chat queue (a client
+        such as Claude Code counts between its messages); with none queued the count is answered."""
+        with self._lock:
+            self._count_queue.extend(behaviours)
+
     def set_default(self, behaviour: Behaviour) -> None:
         """What a chat request gets when the queue is empty."""
         with self._lock:
@@ -107,6 +116,7 @@ class FakeProvider:
         """Forget queued behaviours, the default and every recorded request."""
         with self._lock:
             self._queue.clear()
+            self._count_queue.clear()
             self._default = Reply()
             self._requests.clear()
             self._chat_count = 0
@@ -121,6 +131,11 @@ class FakeProvider:
     def chat_requests(self) -> list[Recorded]:
         """A snapshot of the chat requests only (``/chat/completions`` or ``/v1/messages``)."""
         return [r for r in self.requests if r.path == self._wire.chat_path]
+
+    @property
+    def count_tokens_requests(self) -> list[Recorded]:
+        """A snapshot of the ``/v1/messages/count_tokens`` requests (Anthropic only)."""
+        return [r for r in self.requests if r.path == AnthropicWire.count_tokens_path]
 
     @property
     def count(self) -> int:
@@ -185,6 +200,8 @@ class FakeProvider:
     async def _serve(self, sock: socket.socket) -> None:
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post(self._wire.chat_path, self._chat)
+        if isinstance(self._wire, AnthropicWire):
+            app.router.add_post(self._wire.count_tokens_path, self._count_tokens)
         app.router.add_get(self._wire.models_path, self._models)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
@@ -223,6 +240,22 @@ class FakeProvider:
         with self._lock:
             behaviour = self._queue.popleft() if self._queue else self._default
         return await play(behaviour, request, self._wire, body)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request, chat=False)
+        wire = self._wire
+        assert isinstance(wire, AnthropicWire)
+        problem = wire.check_auth(request.headers) or wire.check_count_tokens(body, request.headers)
+        if problem is not None:
+            return json_answer(wire, *problem)
+        with self._lock:
+            behaviour: Behaviour = self._count_queue.popleft() if self._count_queue else Reply()
+        while isinstance(behaviour, Delay):
+            await asyncio.sleep(behaviour.seconds)
+            behaviour = behaviour.then
+        if isinstance(behaviour, Reply):
+            return json_answer(wire, 200, {"input_tokens": count_tokens(body)})
+        return await play(behaviour, request, wire, body)
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._record(request, chat=False)

@@ -10,11 +10,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
 
 from tests.fakes import Delay, Drop, Fail, FailMidStream, FakeProvider, Raw, Reply, Stall, StreamError
+from tests.fakes.anthropic_wire import count_tokens, thinking_signature
 
 # Also loaded by tests/conftest.py for the rest of the suite; pytest registers a plugin module once.
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -324,3 +326,90 @@ def test_anthropic_rejects_like_the_real_api(
     assert error["message"].startswith(message)
     assert anthropic_client.post("/v1/messages", json=anthropic_body()).json()["content"][0]["text"] == "scripted"
     assert anthropic_fake.count == 2
+
+
+# -- Anthropic through the official SDK: thinking, cache usage, count_tokens -----------------------
+
+
+@pytest.fixture
+def anthropic_sdk(anthropic_fake: FakeProvider) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(
+        base_url=anthropic_fake.base_url,
+        api_key=anthropic_fake.api_key,
+        max_retries=0,
+        timeout=5,
+        http_client=anthropic.DefaultHttpxClient(verify=False),
+    ) as client:
+        yield client
+
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+def blocks(content: list[Any]) -> list[dict[str, Any]]:
+    """Content blocks as plain dicts (the stream's final message types its text blocks as parsed ones)."""
+    return [{k: v for k, v in block.model_dump().items() if k != "parsed_output"} for block in content]
+
+
+def test_anthropic_thinking_and_cache_usage(anthropic_fake: FakeProvider, anthropic_sdk: anthropic.Anthropic) -> None:
+    reply = Reply("Paris.", thinking="The capital of France.", cache_creation_tokens=30, cache_read_tokens=40)
+    anthropic_fake.push(reply)
+    message = anthropic_sdk.messages.create(
+        model="claude-sonnet-4-20250514", max_tokens=2048, messages=MESSAGES, thinking=THINKING
+    )
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    thinking = message.content[0]
+    assert isinstance(thinking, anthropic.types.ThinkingBlock)
+    assert (thinking.thinking, thinking.signature) == ("The capital of France.", thinking_signature(thinking.thinking))
+    usage = message.usage
+    assert (usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (11, 30, 40)
+
+    anthropic_fake.push(reply)
+    with anthropic_sdk.messages.stream(
+        model="claude-sonnet-4-20250514", max_tokens=2048, messages=MESSAGES, thinking=THINKING
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    assert blocks(final.content) == blocks(message.content)
+    deltas = [event.delta.type for event in events if event.type == "content_block_delta"]
+    assert deltas == ["thinking_delta"] * 4 + ["signature_delta", "text_delta"]
+    thinking_deltas = ["content_block_delta", "thinking"] * 4
+    assert [event.type for event in events] == [  # the SDK reads ping and shows it not
+        "message_start",
+        "content_block_start",
+        *thinking_deltas,
+        "content_block_delta",
+        "signature",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "text",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert final.usage.cache_read_input_tokens == 40
+
+
+def test_anthropic_count_tokens(anthropic_fake: FakeProvider, anthropic_sdk: anthropic.Anthropic) -> None:
+    counted = anthropic_sdk.messages.count_tokens(
+        model="claude-sonnet-4-20250514", messages=MESSAGES, system="Be brief.", thinking=THINKING
+    )
+    body = {"messages": MESSAGES, "system": "Be brief.", "thinking": THINKING}
+    assert counted.input_tokens == count_tokens(body) == len(json.dumps(body, separators=(",", ":"))) // 4
+    assert [r.path for r in anthropic_fake.count_tokens_requests] == ["/v1/messages/count_tokens"]
+    assert anthropic_fake.count == 0  # not a chat request
+
+    anthropic_fake.push_count_tokens(Fail(529))
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        anthropic_sdk.messages.count_tokens(model="claude-sonnet-4-20250514", messages=MESSAGES)
+    assert caught.value.status_code == 529
+    with pytest.raises(anthropic.BadRequestError) as refused:  # a field only creation takes, as the real API
+        anthropic_sdk.messages.count_tokens(
+            model="claude-sonnet-4-20250514", messages=MESSAGES, extra_body={"max_tokens": 16}
+        )
+    assert refused.value.body == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens: Extra inputs are not permitted"},
+        "request_id": refused.value.body["request_id"],  # type: ignore[index]
+    }

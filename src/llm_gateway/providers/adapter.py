@@ -137,9 +137,24 @@ class HttpAdapter:
         self.bounds = bounds
         self.mask = SecretMask([secret, *config.headers.values()])
         self._transport = HttpTransport(config.base_url, bounds=bounds)
-        fixed = {**headers, "Accept": "application/json", **config.headers}
-        self._head = self._transport.request_head(path, fixed)
-        self._stream_head = self._transport.request_head(path, {**fixed, "Accept": "text/event-stream"})
+        self._fixed = {**headers, "Accept": "application/json", **config.headers}
+        self._head = self.request_head(path)
+        self._stream_head = self.request_head(path, stream=True)
+
+    @property
+    def transport(self) -> HttpTransport:
+        return self._transport
+
+    def request_head(self, path: str, extra: Mapping[str, str] | None = None, *, stream: bool = False) -> bytes:
+        """The head of ``POST {path}`` with the adapter's headers; ``extra`` replaces any header of the same
+        name (case-insensitively). Build it once and keep it: a head is not built per request."""
+        headers = self._fixed
+        if extra:
+            names = {name.lower() for name in extra}
+            headers = {name: value for name, value in headers.items() if name.lower() not in names} | dict(extra)
+        if stream:
+            headers = {**headers, "Accept": "text/event-stream"}
+        return self._transport.request_head(path, headers)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -152,10 +167,13 @@ class HttpAdapter:
         """A passthrough honours every parameter (the upstream itself judges them)."""
         return ()
 
-    async def post_json(self, payload: bytes, *, timeout: float) -> tuple[dict[str, Any], bytes, int]:
-        """POST; the answer parsed as a JSON object, its bytes (bounded by ``max_response_bytes``), its status."""
+    async def post_json(
+        self, payload: bytes, *, timeout: float, head: bytes | None = None
+    ) -> tuple[dict[str, Any], bytes, int]:
+        """POST (to the adapter's path, or with ``head``); the answer parsed as a JSON object, its bytes
+        (bounded by ``max_response_bytes``), its status."""
         with map_transport_errors(self.name):
-            async with self._transport.post(self._head, payload, timeout=timeout) as response:
+            async with self._transport.post(head or self._head, payload, timeout=timeout) as response:
                 if response.status >= 400:
                     raise await self._rejection(response)
                 raw = await response.read()
@@ -171,11 +189,12 @@ class HttpAdapter:
             )
         return parsed, raw, response.status
 
-    async def open_stream(self, payload: bytes, *, timeout: float) -> UpstreamResponse:
-        """POST for a stream: the response once the upstream accepted (status and content type checked).
+    async def open_stream(self, payload: bytes, *, timeout: float, head: bytes | None = None) -> UpstreamResponse:
+        """POST for a stream (to the adapter's path, or with ``head``): the response once the upstream
+        accepted (status and content type checked).
 
         The caller owns the response from here (its stream releases it); on any failure here it is released."""
-        exchange = self._transport.post(self._stream_head, payload, timeout=timeout)
+        exchange = self._transport.post(head or self._stream_head, payload, timeout=timeout)
         with map_transport_errors(self.name):
             response = await exchange.__aenter__()
             try:
@@ -246,8 +265,10 @@ class EventStream:
         return UpstreamStreamError(f"{self._provider} sent an invalid stream event", provider=self._provider)
 
     async def aclose(self) -> None:
-        await self._iterator.aclose()
-        self._response.release()
+        try:
+            await self._iterator.aclose()
+        finally:
+            self._response.release()
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
         provider, loop = self._provider, asyncio.get_running_loop()

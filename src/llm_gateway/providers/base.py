@@ -1,4 +1,5 @@
-"""The interface every provider adapter implements: two calls and ``aclose()``.
+"""The interface every provider adapter implements: two calls and ``aclose()``; and ``NativeMessages``,
+what an ``anthropic`` adapter adds for the Messages API surface (a passthrough, not a translation).
 
 Providers know nothing of users, budgets or caches: they turn an OpenAI-shaped request
 into the upstream's wire format and back, and map failures onto ``errors.UpstreamError``.
@@ -6,9 +7,11 @@ into the upstream's wire format and back, and map failures onto ``errors.Upstrea
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
-from llm_gateway.schemas.core import ChunkStream, Completion
+from llm_gateway.schemas.core import ChunkStream, Completion, Usage
 
 
 class Provider(Protocol):
@@ -32,3 +35,37 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(slots=True)
+class NativeMessage:
+    """An Anthropic ``message`` as the upstream sent it: relayed as ``raw`` (its ``model`` is the upstream's,
+    as with chat), read through ``body``."""
+
+    body: dict[str, Any]
+    raw: bytes
+    usage: Usage | None  # prompt = input + cache_creation + cache_read, completion = output, cached = cache_read
+
+
+@runtime_checkable
+class NativeMessages(Protocol):
+    """What an ``anthropic`` adapter offers the Messages surface: the caller's body passed through with only
+    ``model`` replaced. ``headers``: the caller's ``anthropic-version`` and ``anthropic-beta`` (any other key is
+    ignored; the provider's own key is always the one sent). ``isinstance(provider, NativeMessages)`` tells
+    whether a deployment takes the Messages API natively."""
+
+    async def messages(
+        self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
+    ) -> NativeMessage: ...
+
+    async def messages_stream(
+        self, body: dict[str, Any], model: str, *, timeout: float, deadline: float, headers: Mapping[str, str]
+    ) -> ChunkStream:
+        """The upstream's events, each one item ``event: NAME\\ndata: DATA\\n\\n`` as it arrives."""
+        ...
+
+    async def count_tokens(
+        self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
+    ) -> int:
+        """The upstream's own ``input_tokens`` for the body (fields count_tokens refuses are dropped)."""
+        ...

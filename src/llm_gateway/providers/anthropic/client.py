@@ -1,4 +1,5 @@
-"""The HTTP side of the Anthropic adapter: POST /v1/messages, plain or streamed.
+"""The HTTP side of the Anthropic adapter: POST /v1/messages, plain or streamed, translated from chat or
+passed through natively (``native.py``), and POST /v1/messages/count_tokens.
 
 All translation lives in ``translate.py`` (pure functions); this module only names the wire's
 paths, headers and error shapes for the shared adapter (``providers/adapter.py``).
@@ -7,6 +8,7 @@ paths, headers and error shapes for the shared adapter (``providers/adapter.py``
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,6 +16,14 @@ import orjson
 from llm_gateway.errors import ProviderProtocolError, UpstreamStreamError
 from llm_gateway.http import DEFAULT_BOUNDS, SSEEvent, UpstreamBounds, UpstreamResponse
 from llm_gateway.providers.adapter import ErrorFields, EventStream, HttpAdapter
+from llm_gateway.providers.anthropic.native import (
+    NativeHeadCache,
+    NativeStream,
+    count_tokens_body,
+    input_tokens,
+    message_body,
+    native_message,
+)
 from llm_gateway.providers.anthropic.translate import (
     AnthropicStreamTranslator,
     anthropic_error_message,
@@ -22,6 +32,7 @@ from llm_gateway.providers.anthropic.translate import (
     to_anthropic_request,
 )
 from llm_gateway.providers.anthropic.wire import API_VERSION
+from llm_gateway.providers.base import NativeMessage
 from llm_gateway.schemas.core import Completion, Usage
 from llm_gateway.settings import ProviderConfig
 
@@ -39,6 +50,7 @@ class AnthropicProvider(HttpAdapter):
         headers = {"x-api-key": secret, "anthropic-version": API_VERSION, "content-type": "application/json"}
         super().__init__(name, config, bounds, path="/v1/messages", headers=headers, secret=secret)
         self._default_max_tokens = config.default_max_tokens
+        self._native_heads = NativeHeadCache(self)
 
     async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
         request = to_anthropic_request({**body, "stream": False}, model, default_max_tokens=self._default_max_tokens)
@@ -60,6 +72,29 @@ class AnthropicProvider(HttpAdapter):
         response = await self.open_stream(orjson.dumps(request), timeout=timeout)
         translator = AnthropicStreamTranslator(model=model, created=int(time.time()), include_usage=include_usage)
         return AnthropicStream(self, response, deadline, translator)
+
+    # -- the Messages API passed through (``providers.base.NativeMessages``) --------------------
+
+    async def messages(
+        self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
+    ) -> NativeMessage:
+        head = self._native_heads.get(headers).message
+        parsed, raw, status = await self.post_json(message_body(body, model, stream=False), timeout=timeout, head=head)
+        return native_message(self, parsed, raw, status)
+
+    async def messages_stream(
+        self, body: dict[str, Any], model: str, *, timeout: float, deadline: float, headers: Mapping[str, str]
+    ) -> NativeStream:
+        head = self._native_heads.get(headers).stream
+        response = await self.open_stream(message_body(body, model, stream=True), timeout=timeout, head=head)
+        return NativeStream(self, response, deadline)
+
+    async def count_tokens(
+        self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
+    ) -> int:
+        head = self._native_heads.get(headers).count_tokens
+        parsed, _, status = await self.post_json(count_tokens_body(body, model), timeout=timeout, head=head)
+        return input_tokens(self, parsed, status)
 
     def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
         return dropped_params(body, model, default_max_tokens=self._default_max_tokens)
