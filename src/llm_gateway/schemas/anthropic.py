@@ -78,42 +78,45 @@ def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
     for index, message in enumerate(messages):
-        param = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise InvalidRequest(f"'{param}' must be an object.", param=param)
+            raise InvalidRequest(f"'messages[{index}]' must be an object.", param=f"messages[{index}]")
         if message.get("role") not in ("user", "assistant"):
-            raise InvalidRequest("A message's 'role' must be 'user' or 'assistant'.", param=f"{param}.role")
+            raise InvalidRequest("A message's 'role' must be 'user' or 'assistant'.", param=f"messages[{index}].role")
         content = message.get("content")
         if not isinstance(content, str):
-            _check_blocks(content, f"{param}.content")
+            _check_blocks(content, "messages[{}].content", index)
 
 
-def _check_blocks(blocks: Any, param: str, *, nested: bool = False) -> None:
+# What the gateway reads of each block type it knows: (field, JSON type, its name in the message).
+_BLOCK_FIELDS: dict[str, tuple[tuple[str, type, str], ...]] = {
+    "text": (("text", str, "a string"),),
+    "image": (("source", dict, "an object"),),
+    "tool_use": (("id", str, "a string"), ("name", str, "a string"), ("input", dict, "an object")),
+    "tool_result": (("tool_use_id", str, "a string"),),
+}
+
+
+def _check_blocks(blocks: Any, template: str, key: object, *, nested: bool = False) -> None:
     """An array of content blocks, each an object with a string ``type``; the fields the gateway reads of
     text, image, tool_use and tool_result blocks are checked. Other types (document, thinking, server tool
-    blocks, types yet to come) pass through."""
+    blocks, types yet to come) pass through. The parameter's name, ``template.format(key)``, is only built
+    for an error: this loop runs for every block of the whole conversation."""
     if not isinstance(blocks, list):
+        param = template.format(key)
         raise InvalidRequest("'content' must be a string or an array of content blocks.", param=param)
     for position, block in enumerate(blocks):
-        where = f"{param}[{position}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if not isinstance(kind, str):
-            raise InvalidRequest("Each content block must be an object with a string 'type'.", param=where)
-        if kind == "text":
-            _need(block, "text", str, where, "a text block needs a string 'text'")
-        elif kind == "image":
-            _need(block, "source", dict, where, "an image block needs a 'source' object")
-        elif kind == "tool_use":
-            _need(block, "id", str, where, "a tool_use block needs a string 'id'")
-            _need(block, "name", str, where, "a tool_use block needs a string 'name'")
-            _need(block, "input", dict, where, "a tool_use block needs an object 'input'")
-        elif kind == "tool_result":
-            _need(block, "tool_use_id", str, where, "a tool_result block needs a string 'tool_use_id'")
+            param = f"{template.format(key)}[{position}]"
+            raise InvalidRequest("Each content block must be an object with a string 'type'.", param=param)
+        for field, expected, described in _BLOCK_FIELDS.get(kind, ()):
+            if not isinstance(block.get(field), expected):
+                param = f"{template.format(key)}[{position}].{field}"
+                raise InvalidRequest(f"A {kind} block needs {described} '{field}'.", param=param)
+        if kind == "tool_result" and not nested:  # a tool_result in a tool_result: nothing reads that deep
             content = block.get("content")
             if content is not None and not isinstance(content, str):
-                if nested:  # a tool_result inside a tool_result: nothing reads that deep
-                    continue
-                _check_blocks(content, f"{where}.content", nested=True)
+                _check_blocks(content, "{}", f"{template.format(key)}[{position}].content", nested=True)
 
 
 def _need(block: dict[str, Any], field: str, kind: type, where: str, what: str) -> None:
