@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__, tokens
-from llm_gateway.api import admin, chat, health, metrics, models, usage
+from llm_gateway.api import admin, chat, health, messages, metrics, models, usage
 from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.api.responses import error_response
 from llm_gateway.asgi import route_path
@@ -135,7 +135,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
         # Starlette would answer `/v1/models/` with a redirect to an absolute URL built from the Host header.
         redirect_slashes=False,
     )
-    for module in (chat, models, usage, admin, health, metrics):
+    for module in (chat, messages, models, usage, admin, health, metrics):
         app.include_router(module.router)
     telemetry = app.state.telemetry = telemetry or build_telemetry(config)
     _install_error_handlers(app)
@@ -154,7 +154,9 @@ def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry) -> 
     if settings.cors_origins:
         entry = CORSMiddleware(entry, **_cors_options(settings))
     entry = RequestIdMiddleware(entry)
-    return telemetry.wrap(entry, routes={path: chat.CHAT.route for path in chat.CHAT_PATHS})
+    routes = {path: chat.CHAT.route for path in chat.CHAT_PATHS}
+    routes |= {path: messages.MESSAGES.route for path in messages.MESSAGES_PATHS}
+    return telemetry.wrap(entry, routes=routes)
 
 
 class GatewayApp(FastAPI):
@@ -165,16 +167,26 @@ class GatewayApp(FastAPI):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.chat_endpoint: ASGIApp = chat.ChatEndpoint(self.state)
+        self.messages_endpoint: ASGIApp = messages.MessagesEndpoint(self.state)
         self.entry: ASGIApp = self.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.entry(scope, receive, send)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in chat.CHAT_PATHS:
-            scope["app"] = self
-            await self.chat_endpoint(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = route_path(scope)
+            endpoint = (
+                self.chat_endpoint
+                if path in chat.CHAT_PATHS
+                else self.messages_endpoint
+                if path in messages.MESSAGES_PATHS
+                else None
+            )
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -275,31 +287,30 @@ def create_app_from_env() -> FastAPI:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    async def gateway_error(_: Request, exc: Exception) -> Response:
+    async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        return error_response(exc)
+        return error_response(exc, request.scope)
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         return error_response(
-            InvalidRequest(f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid')}", param=".".join(loc) or None)
+            InvalidRequest(f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid')}", param=".".join(loc) or None),
+            request.scope,
         )
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         error = FrameworkError(str(exc.detail), status=exc.status_code)
-        return Response(
-            error.body(), status_code=exc.status_code, media_type="application/json", headers=dict(exc.headers or {})
-        )
+        return error_response(error, request.scope, dict(exc.headers or {}))
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ClientDisconnect):  # the caller went away: a normal end, not a failure
             log.debug("client disconnected before the answer was sent")
             return Response(status_code=499)
         log.exception("unhandled error", exc_info=exc)
-        return error_response(InternalError())
+        return error_response(InternalError(), request.scope)
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -43,7 +43,7 @@ class SurfaceEndpoint(Generic[R]):
     def parse(self, body: bytes, headers: Headers, scope: Scope) -> R:
         raise NotImplementedError
 
-    def error(self, exc: GatewayError) -> tuple[int, bytes, dict[str, str]]:
+    def error(self, exc: GatewayError, scope: Scope) -> tuple[int, bytes, dict[str, str]]:
         """An error as this surface writes it: status, body, headers."""
         return exc.status_code, exc.body(), exc.headers()
 
@@ -64,12 +64,12 @@ class SurfaceEndpoint(Generic[R]):
         try:
             await self.answer(scope, receive, send)
         except GatewayError as exc:
-            await self.send_error(send, exc)
+            await self.send_error(send, exc, scope)
         except ClientDisconnect:
             return  # the caller is gone: nobody to answer
         except Exception:
             log.exception("unhandled error")
-            await self.send_error(send, InternalError())
+            await self.send_error(send, InternalError(), scope)
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -109,8 +109,8 @@ class SurfaceEndpoint(Generic[R]):
             raise PermissionDenied(f"This API key may not use the model '{request.model}'.", param="model")
         return request, identity
 
-    async def send_error(self, send: Send, exc: GatewayError) -> None:
-        status, body, headers = self.error(exc)
+    async def send_error(self, send: Send, exc: GatewayError, scope: Scope) -> None:
+        status, body, headers = self.error(exc, scope)
         await send_json(send, status, body, headers)
 
     async def _framed(self, items: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:

@@ -10,6 +10,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_gateway.api.envelopes import render_error
 from llm_gateway.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from llm_gateway.ids import new_id_bytes
 
@@ -67,7 +68,8 @@ def take_request_id(scope: Scope) -> bytes:
 
 def with_answer_headers(headers: list[tuple[bytes, bytes]], request_id: bytes) -> list[tuple[bytes, bytes]]:
     """``headers`` plus what every answer carries: the request id, the security headers, no-store by default."""
-    headers += ((b"x-request-id", request_id), *SECURITY_HEADERS)
+    # ``request-id`` too: the name Anthropic's API and SDK use (``_request_id`` on every answer object).
+    headers += ((b"x-request-id", request_id), (b"request-id", request_id), *SECURITY_HEADERS)
     if not any(name.lower() == b"cache-control" for name, _ in headers):
         headers.append(NO_STORE)
     return headers
@@ -109,18 +111,18 @@ class BodyGuardMiddleware:
             elif name == b"content-type":
                 content_type = value
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await send_refusal(send, too_large(self.max_bytes))
+            await send_refusal(send, too_large(self.max_bytes), scope)
             return
         if scope["method"] in _BODY_METHODS and not is_json(content_type):
-            await send_refusal(send, _not_json(content_type))
+            await send_refusal(send, _not_json(content_type), scope)
             return
         if length is not None:
             await self.app(scope, receive, send)
             return
-        await self.app(scope, *_counted(receive, send, self.max_bytes))
+        await self.app(scope, *_counted(scope, receive, send, self.max_bytes))
 
 
-def _counted(receive: Receive, send: Send, max_bytes: int) -> tuple[Receive, Send]:
+def _counted(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> tuple[Receive, Send]:
     """``receive`` and ``send`` for a body of unknown length: past ``max_bytes`` the 413 is sent here, and
     the app is told the client left (``http.disconnect``) and no longer heard, so every route, FastAPI's
     included (which would turn an exception raised while it reads the body into a 400), ends the same way."""
@@ -137,7 +139,7 @@ def _counted(receive: Receive, send: Send, max_bytes: int) -> tuple[Receive, Sen
             if received > max_bytes:
                 refused = True
                 if not started:
-                    await send_refusal(send, too_large(max_bytes))
+                    await send_refusal(send, too_large(max_bytes), scope)
                 return {"type": "http.disconnect"}
         return message
 
@@ -159,13 +161,13 @@ def _not_json(content_type: bytes) -> UnsupportedMediaType:
     return UnsupportedMediaType(f"The request body must be JSON: send 'Content-Type: application/json' (got {given}).")
 
 
-async def send_refusal(send: Send, error: InvalidRequest) -> None:
+async def send_refusal(send: Send, error: InvalidRequest, scope: Scope) -> None:
     """Refuse before the body is read: the connection closes, as the unread body cannot be skipped cheaply."""
-    body = error.body()
+    status, body, _ = render_error(scope, error)
     await send(
         {
             "type": "http.response.start",
-            "status": error.status_code,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(body)),

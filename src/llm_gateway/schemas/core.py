@@ -69,14 +69,17 @@ class Completion:
 
 
 class ChunkStream(Protocol):
-    """An upstream stream of OpenAI ``chat.completion.chunk`` JSON payloads (no SSE framing, no [DONE]).
+    """An upstream stream of items in one surface's stream format: OpenAI ``chat.completion.chunk`` JSON
+    payloads (no SSE framing, no [DONE]) for chat, Anthropic's events framed as SSE for Messages.
 
     Iteration raises UpstreamStreamError (or ProviderTimeout) when the upstream fails or ends
     before the answer is complete; a clean end means the answer is whole. ``__aiter__``
-    returns the same iterator every time, so a reader may take the first chunk and go on later.
+    returns the same iterator every time, so a reader may take the first item and go on later.
+    ``usage`` is what the upstream reported so far, in the gateway's terms.
     """
 
-    usage: Usage | None
+    @property
+    def usage(self) -> Usage | None: ...
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
