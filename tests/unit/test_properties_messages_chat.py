@@ -3,7 +3,8 @@
 Any mix of reasoning, text and tool-call fragments (parallel calls, empty deltas, usage or not) becomes
 a well-formed Anthropic event sequence: one ``message_start`` first, every block started before its
 deltas and stopped once, indices in order, one ``message_delta`` then ``message_stop`` last; each event
-is one the ``anthropic`` SDK parses; the text, reasoning and tool arguments are exactly those sent.
+is one the ``anthropic`` SDK parses; the text and tool arguments are exactly those sent (reasoning is not
+relayed: unsigned thinking would be refused by a native deployment when the conversation comes back).
 Arbitrary chunks never raise anything but ``UpstreamStreamError``.
 """
 
@@ -82,8 +83,8 @@ def answers(draw: st.DrawFn) -> Answer:
             answer.chunks += [_chunk({"content": piece}) for piece in body]
             answer.text += "".join(body)
         elif kind == "reasoning":
+            # Reasoning is not relayed (unsigned thinking would be refused by a native deployment later).
             answer.chunks += [_chunk({"content": None, "reasoning_content": piece}) for piece in body]
-            answer.reasoning += "".join(body)
         else:
             for call_id, name, arguments, cuts in body:
                 call_id = f"call_{next_call}_{call_id}"

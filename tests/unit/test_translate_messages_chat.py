@@ -141,11 +141,10 @@ def test_a_tool_loop_request_translates_whole() -> None:
         ],
         "tool_choice": "auto",
         "parallel_tool_calls": False,
-        "reasoning_effort": "medium",
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    assert dropped_params(body) == ("top_k",)
+    assert dropped_params(body) == ("thinking", "top_k")  # thinking: not sent to a model that may not reason
 
 
 def test_images_and_tool_results_with_errors_blocks_and_images() -> None:
@@ -244,24 +243,21 @@ def test_tool_choice_without_tools_is_not_sent() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fields", "effort"),
+    ("fields", "dropped"),
     [
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "low"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 4095}}, "low"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 4096}}, "medium"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 16384}}, "high"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 31999}}, "high"),
-        ({"thinking": {"type": "adaptive"}}, None),
-        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, "high"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 2048}, "output_config": {"effort": "medium"}}, "medium"),
-        ({"thinking": {"type": "disabled"}}, None),
-        ({"output_config": {"effort": "low"}}, "low"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, ("thinking",)),
+        ({"thinking": {"type": "adaptive"}}, ("thinking",)),
+        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, ("output_config.effort", "thinking")),
+        ({"thinking": {"type": "disabled"}}, ()),
+        ({"output_config": {"effort": "low"}}, ("output_config.effort",)),
     ],
 )
-def test_thinking_becomes_a_reasoning_effort(fields: dict[str, Any], effort: str | None) -> None:
+def test_thinking_is_not_sent_but_named(fields: dict[str, Any], dropped: tuple[str, ...]) -> None:
+    """``reasoning_effort`` is a 400 on an OpenAI-compatible model that does not reason, which would end a
+    fallback instead of answering: thinking is not sent to such a deployment, and the answer says so."""
     chat = messages_to_chat(request(**fields))
-    assert chat.get("reasoning_effort") == effort
-    assert dropped_params(request(**fields)) == ()
+    assert "reasoning_effort" not in chat
+    assert dropped_params(request(**fields)) == dropped
 
 
 def test_structured_output_becomes_a_strict_json_schema() -> None:
@@ -455,10 +451,8 @@ def test_an_answer_with_parallel_tool_calls_and_cached_tokens() -> None:
 
 def test_an_answer_with_reasoning_cut_at_the_length_limit() -> None:
     message = chat_to_message(fixture("completion_reasoning.json"), model=MODEL)
-    assert message["content"] == [
-        {"type": "thinking", "thinking": "6 times 7 is 42.", "signature": ""},
-        {"type": "text", "text": "The answer is 42."},
-    ]
+    # The model's reasoning is not relayed: unsigned, it would be refused when sent back to a native deployment.
+    assert message["content"] == [{"type": "text", "text": "The answer is 42."}]
     assert message["stop_reason"] == "max_tokens"
     assert message["usage"] == {
         "input_tokens": 20,
@@ -484,7 +478,7 @@ def test_an_answer_with_reasoning_cut_at_the_length_limit() -> None:
         (
             {"content": "x", "reasoning": "r"},
             "stop",
-            [{"type": "thinking", "thinking": "r", "signature": ""}, {"type": "text", "text": "x"}],
+            [{"type": "text", "text": "x"}],  # reasoning not relayed
             "end_turn",
         ),
         ({"content": "hi"}, "tool_calls", [{"type": "text", "text": "hi"}], "end_turn"),  # no call left
@@ -642,19 +636,11 @@ def test_reasoning_then_text_cut_at_the_length_limit_with_usage_on_the_last_chun
         "content_block_delta",
         "content_block_delta",
         "content_block_stop",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_stop",
         "message_delta",
         "message_stop",
     ]
-    assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
-    message = assembled(events)
-    assert [block.to_dict() for block in message.content] == [
-        {"type": "thinking", "thinking": "Thinking...", "signature": ""},
-        {"type": "text", "text": "The answer"},
-    ]
+    message = assembled(events)  # the reasoning is not relayed (see chat_to_message)
+    assert [block.to_dict() for block in message.content] == [{"type": "text", "text": "The answer"}]
     assert (message.stop_reason, message.usage.input_tokens, message.usage.output_tokens) == ("max_tokens", 12, 16)
 
 

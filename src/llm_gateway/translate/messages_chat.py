@@ -48,7 +48,9 @@ def messages_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     request["max_completion_tokens"] = max_tokens(body.get("max_tokens"))
     request.update(sampling(body))
     request.update(tooling(body.get("tools"), body.get("tool_choice")))
-    request.update(reasoning(body.get("thinking"), body.get("output_config")))
+    # Checked, not sent: ``reasoning_effort`` is a 400 on a model that does not reason (gpt-4o, most
+    # open models), which would end a fallback instead of answering; ``dropped_params`` names it.
+    reasoning(body.get("thinking"), body.get("output_config"))
     request.update(response_format(body))
     stream = body.get("stream")
     if stream is not None:

@@ -28,10 +28,6 @@ STOP_REASONS: dict[str, str] = {
 # caller sends it back to an Anthropic deployment.
 _NOT_TOOL_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 
-# Thinking that did not come from Claude has no signature; an empty string is the honest value (the SDK
-# requires a string) and is what an Anthropic stream's thinking block starts with.
-UNSIGNED = ""
-
 
 def stop_reason(finish_reason: Any, *, has_tool_use: bool, refused: bool = False) -> str:
     if refused:
@@ -68,15 +64,6 @@ def input_usage(usage: Usage | None) -> dict[str, int]:
 def anthropic_usage(usage: Usage | None) -> dict[str, int]:
     output = max(usage.completion_tokens, 0) if usage else 0
     return {**input_usage(usage), "output_tokens": output}
-
-
-def reasoning_text(message: dict[str, Any]) -> str | None:
-    """A message's or delta's reasoning: ``reasoning_content`` (DeepSeek, vLLM, LiteLLM) or ``reasoning``."""
-    for name in ("reasoning_content", "reasoning"):
-        value = message.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def _content_text(content: Any) -> str:
@@ -119,9 +106,9 @@ def chat_to_message(completion: dict[str, Any], *, model: str) -> dict[str, Any]
     choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message")
     message = message if isinstance(message, dict) else {}
+    # An OpenAI model's reasoning is not relayed as a thinking block: Anthropic would refuse it, unsigned,
+    # when the caller sends the conversation back and the next turn goes to a native deployment.
     content: list[dict[str, Any]] = []
-    if (thought := reasoning_text(message)) is not None:
-        content.append({"type": "thinking", "thinking": thought, "signature": UNSIGNED})
     if text := _content_text(message.get("content")):
         content.append({"type": "text", "text": text})
     refusal = message.get("refusal")

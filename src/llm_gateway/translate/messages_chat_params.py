@@ -16,8 +16,8 @@ MAX_TOOL_NAME = 64  # OpenAI's limit on function names
 
 # Request parameters that need Anthropic's servers: without them the answer would not be the one asked for.
 _REFUSED_PARAMS = {"container": "containers (code execution, skills)", "mcp_servers": "MCP servers"}
-# Honoured (thinking and output_config.effort approximately, as reasoning_effort); cache_control is an
-# optimization, not semantics.
+# Honoured (output_config's format as a json_schema response_format); cache_control is an optimization,
+# not semantics. Thinking is not: see ``dropped_params``.
 _HONOURED = frozenset(
     {
         "model",
@@ -31,7 +31,6 @@ _HONOURED = frozenset(
         "tools",
         "tool_choice",
         "metadata",
-        "thinking",
         "output_config",
         "output_format",
         "cache_control",
@@ -55,7 +54,11 @@ def dropped_params(body: dict[str, Any]) -> tuple[str, ...]:
         and name not in _HONOURED
         and name not in _REFUSED_PARAMS
         and not (name == "service_tier" and value == "auto")  # "auto" is every deployment's default
+        and not (name == "thinking" and isinstance(value, dict) and value.get("type") == "disabled")
     ]
+    output_config = body.get("output_config")
+    if isinstance(output_config, dict) and output_config.get("effort") is not None:
+        dropped.append("output_config.effort")
     return tuple(sorted(dropped))
 
 
@@ -148,7 +151,10 @@ def _function(tool: Any, param: str) -> dict[str, Any]:
 
 
 def reasoning(thinking: Any, output_config: Any) -> dict[str, Any]:
-    """thinking / output_config.effort -> reasoning_effort (approximate: OpenAI takes a level, not a budget)."""
+    """thinking / output_config.effort -> reasoning_effort (approximate: OpenAI takes a level, not a budget).
+
+    ``messages_to_chat`` only checks them with it: sent, ``reasoning_effort`` is a 400 on a deployment
+    whose model does not reason, so it is listed by ``dropped_params`` instead of sent."""
     effort: str | None = None
     if thinking is not None:
         kind = thinking.get("type") if isinstance(thinking, dict) else None

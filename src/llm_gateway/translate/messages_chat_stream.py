@@ -13,11 +13,9 @@ from typing import Any, Literal
 from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.schemas.core import Usage
 from llm_gateway.translate.messages_chat_answer import (
-    UNSIGNED,
     anthropic_usage,
     input_usage,
     message_id,
-    reasoning_text,
     stop_reason,
     tool_use_id,
 )
@@ -117,10 +115,7 @@ class ChatToMessagesStream:
     # ------------------------------------------------------------------------------- the blocks
 
     def _delta(self, delta: dict[str, Any]) -> list[Event]:
-        events: list[Event] = []
-        if (thought := reasoning_text(delta)) is not None:
-            events.extend(self._open("thinking", {"type": "thinking", "thinking": "", "signature": UNSIGNED}))
-            events.append(self._block_delta({"type": "thinking_delta", "thinking": thought}))
+        events: list[Event] = []  # reasoning is not relayed (unsigned thinking: see chat_to_message)
         for name in ("content", "refusal"):
             text = delta.get(name)
             if isinstance(text, str) and text:
