@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
@@ -37,6 +38,8 @@ from llm_gateway.pipeline import Pipeline
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
+from llm_gateway.schemas.anthropic_docs import CountTokensRequest
+from llm_gateway.schemas.anthropic_docs import MessagesRequest as MessagesRequestDoc
 from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
 from llm_gateway.settings import GatewayConfig, Settings, load_settings
 from llm_gateway.store.db import open_database
@@ -319,13 +322,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the Chat Completions request, which the route parses by hand for speed."""
+    """FastAPI's schema plus the request bodies the LLM routes parse by hand for speed."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        defs = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(defs.pop("$defs", {}))
-        components["ChatCompletionRequest"] = defs
+        bodies: dict[str, type[BaseModel]] = {
+            "ChatCompletionRequest": ChatCompletionRequest,
+            "MessagesRequest": MessagesRequestDoc,
+            "CountTokensRequest": CountTokensRequest,
+        }
+        for name, model in bodies.items():
+            defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(defs.pop("$defs", {}))
+            components[name] = defs
         _drop_validation_422(schema)
         app.openapi_schema = schema
     return app.openapi_schema

@@ -1,4 +1,5 @@
-"""Schemathesis against the gateway's own ``/openapi.json``: no 5xx, every error in OpenAI's envelope.
+"""Schemathesis against the gateway's own ``/openapi.json``: no 5xx, every error in the caller's envelope
+(Anthropic's on the Messages API's routes, OpenAI's elsewhere).
 
 One gateway (fake upstreams, its own SQLite) serves the module. Each documented operation is fuzzed
 with a bounded number of valid and invalid examples, with the credentials its route needs (an API key
@@ -29,9 +30,14 @@ from tests.strategies import IGNORE_RANDOM_FROM_OTHER_THREADS
 pytestmark = [pytest.mark.integration, IGNORE_RANDOM_FROM_OTHER_THREADS]
 
 CHAT = "POST /v1/chat/completions"
+MESSAGES = "POST /v1/messages"
+COUNT_TOKENS = "POST /v1/messages/count_tokens"
+LLM_ROUTES = {CHAT, MESSAGES, COUNT_TOKENS}  # anonymous callers are allowed on these (ALLOW_ANONYMOUS)
 # Every operation in /openapi.json; a new route fails `test_every_operation_is_fuzzed` until listed.
 OPERATIONS = (
     CHAT,
+    MESSAGES,
+    COUNT_TOKENS,
     "GET /v1/models",
     "GET /v1/models/{model}",
     "GET /v1/usage",
@@ -63,11 +69,14 @@ NOTHING_INVALID = {
 # in the future.
 NOT_CHECKED: dict[str, list[Any]] = {
     CHAT: [positive_data_acceptance, negative_data_rejection],
+    MESSAGES: [positive_data_acceptance, negative_data_rejection],
+    COUNT_TOKENS: [positive_data_acceptance, negative_data_rejection],
     "POST /admin/keys": [positive_data_acceptance],
 }
 # A fuzzed model name almost never exists: most chat cases are pointed at a served model instead,
 # so the fuzzer reaches routing, translation and the upstreams rather than only the 404.
 SERVED_MODELS = ("gpt-4o-mini", "claude-3-5-haiku-latest", "llama-3.1-8b-instant", "groq/llama-3.1-8b-instant")
+LLM_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens")
 ENVELOPE_FIELDS = {"message", "type", "param", "code"}
 
 
@@ -114,7 +123,7 @@ def credentials(path: str, served: Served) -> dict[str, str]:
 
 def point_at_served_model(case: Any) -> None:
     body = case.body
-    if case.path == "/v1/chat/completions" and isinstance(body, dict) and isinstance(body.get("model"), str):
+    if case.path in LLM_PATHS and isinstance(body, dict) and isinstance(body.get("model"), str):
         choice = len(body["model"]) % (len(SERVED_MODELS) + 1)  # one in five keeps the fuzzed name
         if choice < len(SERVED_MODELS):
             body["model"] = SERVED_MODELS[choice]
@@ -133,11 +142,23 @@ def assert_openai_error(response: Any) -> None:
     assert error["code"] is None or isinstance(error["code"], str), error
 
 
+def assert_anthropic_error(response: Any) -> None:
+    content_type = response.headers.get("content-type", [""])[0]
+    assert content_type.startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict) and body.get("type") == "error", body
+    error = body["error"]
+    assert set(error) == {"type", "message"}, error
+    assert isinstance(error["message"], str) and error["message"], error
+    assert isinstance(error["type"], str) and error["type"].endswith(("_error", "request_too_large")), error
+    assert body.get("request_id") == response.headers["request-id"][0], body
+
+
 def check(case: Any, response: Any) -> None:
     # The upstreams are healthy fakes: any 5xx is the gateway's own failure.
     assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
     if response.status_code >= 400:
-        assert_openai_error(response)
+        (assert_anthropic_error if case.path.startswith("/v1/messages") else assert_openai_error)(response)
     # Status codes, content types, bodies and headers as documented.
     case.validate_response(response, excluded_checks=NOT_CHECKED.get(case.operation.label, []))
 
@@ -185,7 +206,7 @@ def test_fuzzed_requests_get_documented_answers_and_openai_errors(
             point_at_served_model(case)
         check(case, case.call(session=session, headers=credentials(case.path, served), timeout=30))
 
-    fuzz(api_schema, label, mode, EXAMPLES[mode] * (CHAT_FACTOR if label == CHAT else 1), call)
+    fuzz(api_schema, label, mode, EXAMPLES[mode] * (CHAT_FACTOR if label in (CHAT, MESSAGES) else 1), call)
 
 
 @pytest.mark.parametrize("label", [label for label in OPERATIONS if label not in ("GET /", "GET /health")])
@@ -195,7 +216,7 @@ def test_fuzzed_requests_without_credentials_are_refused_in_the_envelope(
     def call(case: Any) -> None:
         response = case.call(session=session, timeout=30)
         check(case, response)
-        if label != CHAT:  # anonymous chat is allowed (ALLOW_ANONYMOUS)
+        if label not in LLM_ROUTES:  # anonymous callers are allowed there (ALLOW_ANONYMOUS)
             assert response.status_code == 401, response.text
 
     fuzz(api_schema, label, GenerationMode.POSITIVE, 3, call)

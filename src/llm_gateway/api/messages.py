@@ -22,6 +22,7 @@ from llm_gateway.pipeline import Pipeline
 from llm_gateway.providers.base import NativeMessages
 from llm_gateway.schemas.anthropic import error_event, parse_count_tokens_request
 from llm_gateway.schemas.anthropic import parse_messages_request as parse_wire
+from llm_gateway.schemas.anthropic_docs import AnthropicErrorEnvelope, Message, TokenCount
 from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens
 from llm_gateway.surfaces.messages import MessagesRequest, MessagesSurface
 
@@ -36,10 +37,35 @@ COUNT_TOKENS_TIMEOUT_SECONDS = 10.0
 router = APIRouter()
 
 
-@router.post(MESSAGES_PATH, summary="Create a message (Anthropic's Messages API)")
-@router.post(COUNT_TOKENS_PATH, summary="Count the tokens of a message (Anthropic's Messages API)")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": AnthropicErrorEnvelope} for status in (400, 401, 403, 404, 413, 415, 429, 502, 503, 504, 529)
+}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+@router.post(
+    MESSAGES_PATH,
+    summary="Create a message (Anthropic's Messages API)",
+    openapi_extra=_body("MessagesRequest"),
+    responses={200: {"model": Message, "content": {"text/event-stream": {}}}, **_ERRORS},
+)
 async def create_message() -> Response:
     """For /docs and /openapi.json only: ``GatewayApp`` dispatches these requests to ``MessagesEndpoint``."""
+    raise InternalError()
+
+
+@router.post(
+    COUNT_TOKENS_PATH,
+    summary="Count the tokens of a message (Anthropic's Messages API)",
+    openapi_extra=_body("CountTokensRequest"),
+    responses={200: {"model": TokenCount}, **_ERRORS},
+)
+async def count_message_tokens() -> Response:
+    """For /docs and /openapi.json only, as ``create_message``."""
     raise InternalError()
 
 
@@ -49,7 +75,7 @@ class MessagesEndpoint(SurfaceEndpoint[MessagesRequest]):
     def parse(self, body: bytes, headers: Headers, scope: Scope) -> MessagesRequest:
         wire = parse_wire(body)
         forward = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
-        return MessagesRequest(wire.body, wire.model, wire.stream, wire.max_tokens, size=len(body), forward=forward)
+        return MessagesRequest(wire.body, wire.model, wire.stream, wire.max_tokens, forward=forward)
 
     def error(self, exc: GatewayError, scope: Scope) -> Rendered:
         return anthropic_error(exc, scope["state"].get("request_id"))

@@ -1,4 +1,4 @@
-"""The request pipeline: identify -> admit -> cache -> route -> settle -> record (DESIGN.md).
+"""The request pipeline: identify -> admit -> cache -> route -> settle -> record (docs/architecture.md).
 
 ``call`` holds the types every step shares (the request on its way, its answers), ``steps`` the
 steps in order and the two entry points, ``stream`` the owner of a stream's lifecycle and ``meter``

@@ -1,6 +1,6 @@
 """The request pipeline, one small step per method, for every API surface.
 
-identify (the route's dependency) -> admit -> cache -> route -> settle -> record (DESIGN.md).
+identify (the route's dependency) -> admit -> cache -> route -> settle -> record (docs/architecture.md).
 Each step lives in its own package; this module puts them in order, so the order can be read
 in one place. What depends on a surface's wire format is asked of its ``Surface`` (the call's
 ``surface``): nothing here knows Chat Completions from Messages. A stream runs the same steps;

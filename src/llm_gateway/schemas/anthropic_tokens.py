@@ -13,8 +13,13 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.tokens import OFFLOAD_CHARS, REPLY_PRIMING, TOKENS_PER_MESSAGE, TOKENS_PER_TOOL, count_text_tokens
-from llm_gateway.tokens import _ready as encoder_ready
+from llm_gateway.tokens import (
+    REPLY_PRIMING,
+    TOKENS_PER_MESSAGE,
+    TOKENS_PER_TOOL,
+    count_text_tokens,
+    estimate_inline,
+)
 
 # Anthropic resizes an image to at most ~1.15 megapixels and charges width x height / 750: at most ~1,600.
 IMAGE_TOKENS = 1_600
@@ -37,7 +42,7 @@ def estimate_messages_tokens(body: Mapping[str, Any], model: str) -> int:
 async def estimate_messages_tokens_async(body: Mapping[str, Any], model: str) -> int:
     """``estimate_messages_tokens`` that keeps large prompts (and encoders not yet built) off the event loop."""
     texts, fixed = messages_prompt_texts(body)
-    if sum(len(text) for text in texts) <= OFFLOAD_CHARS and encoder_ready(model):
+    if estimate_inline(sum(len(text) for text in texts), model):
         return _count(texts, fixed, model)
     return await asyncio.to_thread(_count, texts, fixed, model)
 

@@ -31,7 +31,7 @@ def parse_chat_request(raw: bytes, *, max_choices: int = DEFAULT_MAX_CHOICES) ->
     cache key, Anthropic's request) has the shape it expects: bad input is ``InvalidRequest``, a 400
     naming the field, never a failure further on.
     """
-    body = _load(raw)
+    body = load_json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("You must provide a model parameter (a non-empty string).", param="model")
@@ -50,7 +50,7 @@ def parse_chat_request(raw: bytes, *, max_choices: int = DEFAULT_MAX_CHOICES) ->
     return ChatRequest(body=body, model=model, stream=bool(stream), include_usage=include_usage)
 
 
-def _load(raw: bytes) -> dict[str, Any]:
+def load_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

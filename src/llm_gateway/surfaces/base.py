@@ -1,4 +1,5 @@
-"""What the pipeline needs to know of an API surface: one codec per surface, one pipeline for all.
+"""What the pipeline needs to know of an API surface: one codec per surface, one pipeline for all
+(docs/architecture.md, "Adding a surface").
 
 The pipeline (``llm_gateway.pipeline``) runs identify -> admit -> cache -> route -> settle ->
 record once, for every surface; everything that depends on a surface's wire format is asked of

@@ -10,14 +10,12 @@ Stream items are Anthropic's SSE events, framed (``event: …\\ndata: …\\n\\n`
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from llm_gateway import tokens
 from llm_gateway.cache import cache_key
 from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.providers.base import NativeMessages, Provider
@@ -31,7 +29,7 @@ from llm_gateway.schemas.anthropic_stream import (
     split_frame,
     stop_reasons,
 )
-from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens
+from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens_async
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
 from llm_gateway.surfaces.base import StreamObserver
 from llm_gateway.translate.messages_chat import ChatToMessagesStream, chat_to_message, dropped_params, messages_to_chat
@@ -50,7 +48,6 @@ class MessagesRequest:
     model: str
     stream: bool
     max_tokens: int
-    size: int = 0  # the raw body's bytes: a large prompt is estimated off the event loop
     forward: Mapping[str, str] = field(default_factory=dict)  # anthropic-version, anthropic-beta
 
 
@@ -59,9 +56,7 @@ class MessagesSurface:
     route = "/v1/messages"
 
     async def prompt_tokens(self, request: MessagesRequest) -> int:
-        if tokens.estimate_inline(request.size, request.model):
-            return estimate_messages_tokens(request.body, request.model)
-        return await asyncio.to_thread(estimate_messages_tokens, request.body, request.model)
+        return await estimate_messages_tokens_async(request.body, request.model)
 
     def completion_cap(self, request: MessagesRequest) -> int | None:
         return request.max_tokens  # required by the Messages API: always the caller's
