@@ -115,44 +115,45 @@ def test_the_request_rate_is_a_rate_limit_error_with_retry_after(gateway: Gatewa
 # -- every upstream refused or failed ------------------------------------------------------------------------
 
 
-def _push_each(fakes: dict[str, FakeProvider], **behaviours: Any) -> None:
+@pytest.mark.parametrize(
+    ("behaviours", "raised", "status", "kind", "retry_after"),
+    [
+        pytest.param(
+            {"openai": Fail(429, headers={"retry-after": "9"}), "anthropic": Fail(429, headers={"retry-after": "4"}),
+             "groq": Fail(429)},
+            anthropic.RateLimitError, 429, "rate_limit_error", "4", id="all-rate-limited",
+        ),
+        pytest.param(
+            {"openai": Fail(429), "anthropic": Fail(529), "groq": Fail(429)},
+            anthropic.OverloadedError, 529, "overloaded_error", None, id="refused-one-overloaded",
+        ),
+        pytest.param(
+            {"openai": Fail(500), "anthropic": Fail(500), "groq": Fail(503)},
+            anthropic.InternalServerError, 502, "api_error", None, id="all-failed",
+        ),
+    ],
+)  # fmt: skip
+def test_when_every_upstream_refuses_or_fails_the_sdk_raises_its_own_class(
+    gateway: GatewayServer,
+    fakes: dict[str, FakeProvider],
+    claude: MakeAnthropic,
+    behaviours: dict[str, Fail],
+    raised: type[anthropic.APIStatusError],
+    status: int,
+    kind: str,
+    retry_after: str | None,
+) -> None:
+    """429 with the smallest Retry-After among the refusals; 529 when one of them was overloaded; else 502."""
     for name, behaviour in behaviours.items():
         fakes[name].push(behaviour)
-
-
-def test_every_upstream_rate_limited_is_a_rate_limit_error_with_the_smallest_retry_after(
-    gateway: GatewayServer, fakes: dict[str, FakeProvider], claude: MakeAnthropic
-) -> None:
-    _push_each(
-        fakes,
-        openai=Fail(429, headers={"retry-after": "9"}),
-        anthropic=Fail(429, headers={"retry-after": "4"}),
-        groq=Fail(429),
-    )
-    with pytest.raises(anthropic.RateLimitError) as caught:
+    with pytest.raises(raised) as caught:
         claude(gateway, create_key(gateway.base_url)).messages.create(**user_turn(model="gpt-4o-mini"))
-    assert envelope(caught.value)[:2] == (429, "rate_limit_error")
-    assert caught.value.response.headers["retry-after"] == "4"
-
-
-def test_every_upstream_refused_and_one_overloaded_is_overloaded(
-    gateway: GatewayServer, fakes: dict[str, FakeProvider], claude: MakeAnthropic
-) -> None:
-    _push_each(fakes, openai=Fail(429), anthropic=Fail(529), groq=Fail(429))
-    with pytest.raises(anthropic.OverloadedError) as caught:
-        claude(gateway, create_key(gateway.base_url)).messages.create(**user_turn(model="gpt-4o-mini"))
-    assert envelope(caught.value)[:2] == (529, "overloaded_error")
-
-
-def test_every_upstream_failing_is_an_api_error_502(
-    gateway: GatewayServer, fakes: dict[str, FakeProvider], claude: MakeAnthropic
-) -> None:
-    _push_each(fakes, openai=Fail(500), anthropic=Fail(500), groq=Fail(503))
-    with pytest.raises(anthropic.InternalServerError) as caught:
-        claude(gateway, create_key(gateway.base_url)).messages.create(**user_turn(model="gpt-4o-mini"))
-    status, kind, message = envelope(caught.value)
-    assert (status, kind) == (502, "api_error")
-    assert fakes["anthropic"].api_key not in message and fakes["openai"].api_key not in message
+    assert type(caught.value) is raised
+    _, got_kind, message = envelope(caught.value)
+    assert (caught.value.status_code, got_kind) == (status, kind)
+    assert caught.value.response.headers.get("retry-after") == retry_after
+    assert all(fake.api_key not in message for fake in fakes.values())
+    assert all(len(fake.chat_requests) == 1 for fake in fakes.values())
 
 
 def test_a_stream_failing_after_content_ends_with_an_error_event_and_no_message_stop(
