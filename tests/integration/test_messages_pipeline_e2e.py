@@ -62,6 +62,8 @@ def test_the_budget_is_charged_anthropics_whole_usage_and_refuses_what_it_cannot
     body = caught.value.response.json()
     assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
     assert "budget" in body["error"]["message"].lower() or "quota" in body["error"]["message"].lower()
+    assert caught.value.response.headers["x-ratelimit-remaining-tokens"] == str(5000 - 1050)
+    assert "retry-after" in caught.value.response.headers
     assert len(fakes["anthropic"].chat_requests) == 1
 
 
