@@ -20,11 +20,15 @@ from llm_gateway.asgi import route_path
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamError
 from llm_gateway.pipeline import Pipeline
 from llm_gateway.providers.base import NativeMessages
-from llm_gateway.schemas.anthropic import error_event, parse_count_tokens_request
-from llm_gateway.schemas.anthropic import parse_messages_request as parse_wire
+from llm_gateway.schemas.anthropic import (
+    MessagesRequest,
+    error_event,
+    parse_count_tokens_request,
+    parse_messages_request,
+)
 from llm_gateway.schemas.anthropic_docs import AnthropicErrorEnvelope, Message, TokenCount
 from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens
-from llm_gateway.surfaces.messages import MessagesRequest, MessagesSurface
+from llm_gateway.surfaces.messages import MessagesSurface
 
 MESSAGES = MessagesSurface()
 MESSAGES_PATH = "/v1/messages"
@@ -73,9 +77,9 @@ class MessagesEndpoint(SurfaceEndpoint[MessagesRequest]):
     surface = MESSAGES
 
     def parse(self, body: bytes, headers: Headers, scope: Scope) -> MessagesRequest:
-        wire = parse_wire(body)
-        forward = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
-        return MessagesRequest(wire.body, wire.model, wire.stream, wire.max_tokens, forward=forward)
+        request = parse_messages_request(body)
+        request.forward = _forwarded(headers)
+        return request
 
     def error(self, exc: GatewayError, scope: Scope) -> Rendered:
         return anthropic_error(exc, scope["state"].get("request_id"))
@@ -110,7 +114,7 @@ class MessagesEndpoint(SurfaceEndpoint[MessagesRequest]):
     async def _upstream_count(self, request: dict[str, Any], model: str, headers: Headers) -> int | None:
         pipeline: Pipeline = self.state.pipeline
         router = pipeline.router
-        forward = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
+        forward = _forwarded(headers)
         for deployment in router.deployments(model):
             provider = router.provider(deployment.provider)
             if isinstance(provider, NativeMessages):
@@ -121,3 +125,7 @@ class MessagesEndpoint(SurfaceEndpoint[MessagesRequest]):
                 except UpstreamError:
                     return None  # the estimate is good enough for a count; never fail the caller for it
         return None
+
+
+def _forwarded(headers: Headers) -> dict[str, str]:
+    return {name: headers[name] for name in FORWARDED_HEADERS if name in headers}

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -22,12 +24,14 @@ MIN_THINKING_BUDGET = 1024
 
 @dataclass(slots=True)
 class MessagesRequest:
-    """A validated Messages request. ``body`` is the caller's JSON as received."""
+    """A validated Messages request. ``body`` is the caller's JSON as received; ``forward``, the caller's
+    headers a native deployment gets (``anthropic-version``, ``anthropic-beta``), set by the route."""
 
     body: dict[str, Any]
     model: str
     stream: bool
     max_tokens: int
+    forward: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def parse_messages_request(raw: bytes) -> MessagesRequest:

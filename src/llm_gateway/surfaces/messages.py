@@ -10,8 +10,7 @@ Stream items are Anthropic's SSE events, framed (``event: …\\ndata: …\\n\\n`
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ import orjson
 from llm_gateway.cache import cache_key
 from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.providers.base import NativeMessages, Provider
+from llm_gateway.schemas.anthropic import MessagesRequest
 from llm_gateway.schemas.anthropic_stream import (
     MessageAssembly,
     frame,
@@ -38,17 +38,6 @@ from llm_gateway.translate.messages_chat import ChatToMessagesStream, chat_to_me
 _CONTENT_EVENTS = frozenset({"content_block_start", "content_block_delta", "message_delta", "message_stop", "error"})
 # Text a delta carries, by delta type (counted against the reservation).
 _DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
-
-
-@dataclass(slots=True)
-class MessagesRequest:
-    """A parsed Messages request, and the caller's headers a native deployment must get."""
-
-    body: dict[str, Any]
-    model: str
-    stream: bool
-    max_tokens: int
-    forward: Mapping[str, str] = field(default_factory=dict)  # anthropic-version, anthropic-beta
 
 
 class MessagesSurface:
