@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__, tokens
-from llm_gateway.api import admin, chat, health, messages, metrics, models, usage
+from llm_gateway.api import admin, chat, embeddings, health, messages, metrics, models, usage
 from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.api.responses import error_response
 from llm_gateway.asgi import route_path
@@ -40,6 +40,7 @@ from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
 from llm_gateway.schemas.anthropic_docs import CountTokensRequest
 from llm_gateway.schemas.anthropic_docs import MessagesRequest as MessagesRequestDoc
+from llm_gateway.schemas.embeddings import CreateEmbeddingRequest
 from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
 from llm_gateway.settings import GatewayConfig, Settings, load_settings
 from llm_gateway.store.db import open_database
@@ -138,7 +139,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
         # Starlette would answer `/v1/models/` with a redirect to an absolute URL built from the Host header.
         redirect_slashes=False,
     )
-    for module in (chat, messages, models, usage, admin, health, metrics):
+    for module in (chat, messages, embeddings, models, usage, admin, health, metrics):
         app.include_router(module.router)
     telemetry = app.state.telemetry = telemetry or build_telemetry(config)
     _install_error_handlers(app)
@@ -159,6 +160,7 @@ def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry) -> 
     entry = RequestIdMiddleware(entry)
     routes = {path: chat.CHAT.route for path in chat.CHAT_PATHS}
     routes |= {path: messages.MESSAGES.route for path in messages.MESSAGES_PATHS}
+    routes |= {path: embeddings.EMBEDDINGS.route for path in embeddings.EMBEDDINGS_PATHS}
     return telemetry.wrap(entry, routes=routes)
 
 
@@ -171,6 +173,12 @@ class GatewayApp(FastAPI):
         super().__init__(**options)
         self.chat_endpoint: ASGIApp = chat.ChatEndpoint(self.state)
         self.messages_endpoint: ASGIApp = messages.MessagesEndpoint(self.state)
+        self.embeddings_endpoint: ASGIApp = embeddings.EmbeddingsEndpoint(self.state)
+        self._endpoints: dict[str, ASGIApp] = {
+            **dict.fromkeys(chat.CHAT_PATHS, self.chat_endpoint),
+            **dict.fromkeys(messages.MESSAGES_PATHS, self.messages_endpoint),
+            **dict.fromkeys(embeddings.EMBEDDINGS_PATHS, self.embeddings_endpoint),
+        }
         self.entry: ASGIApp = self.dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,13 +187,7 @@ class GatewayApp(FastAPI):
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = route_path(scope)
-            endpoint = (
-                self.chat_endpoint
-                if path in chat.CHAT_PATHS
-                else self.messages_endpoint
-                if path in messages.MESSAGES_PATHS
-                else None
-            )
+            endpoint = self._endpoints.get(path)
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)
@@ -330,6 +332,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "ChatCompletionRequest": ChatCompletionRequest,
             "MessagesRequest": MessagesRequestDoc,
             "CountTokensRequest": CountTokensRequest,
+            "CreateEmbeddingRequest": CreateEmbeddingRequest,
         }
         for name, model in bodies.items():
             defs = model.model_json_schema(ref_template="#/components/schemas/{model}")

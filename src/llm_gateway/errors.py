@@ -9,6 +9,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
     │   ├── RequestTooLarge           413
     │   ├── UnsupportedMediaType      415 unsupported_media_type
     │   ├── UnsupportedFeature        400 unsupported_feature   (a deployment skipped; none left)
+    │   │   └── ModelNotSupported     400 model_not_supported   (no deployment offers the API at all)
     │   └── ModelNotFound             404 model_not_found
     ├── AuthenticationFailed          401 invalid_api_key
     ├── PermissionDenied              403 model_not_allowed
@@ -112,6 +113,15 @@ class UnsupportedFeature(InvalidRequest):
         super().__init__(f"{feature} is not supported{where} for this model.", param=param)
         self.feature = feature
         self.provider = provider
+
+
+class ModelNotSupported(UnsupportedFeature):
+    """400: the model group has no deployment that offers this API at all (embeddings on a chat-only chain)."""
+
+    code = "model_not_supported"
+
+    def __init__(self, api: str, *, provider: str = "") -> None:
+        super().__init__(f"The {api} API", provider=provider, param="model")
 
 
 class AuthenticationFailed(GatewayError):

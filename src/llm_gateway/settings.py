@@ -37,6 +37,10 @@ DEFAULT_MODEL_GROUPS: dict[str, list[tuple[str, str]]] = {
     ],
     "gpt-4o": [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("groq", "llama-3.3-70b-versatile")],
     "gpt-4.1": [("openai", "gpt-4.1"), ("anthropic", "claude-sonnet-4-5"), ("groq", "llama-3.3-70b-versatile")],
+    # Embeddings: OpenAI only (Anthropic and Groq have no embeddings API).
+    "text-embedding-3-small": [("openai", "text-embedding-3-small")],
+    "text-embedding-3-large": [("openai", "text-embedding-3-large")],
+    "text-embedding-ada-002": [("openai", "text-embedding-ada-002")],
 }
 
 

@@ -80,7 +80,7 @@ class Pipeline:
         try:
             hit = await self._admit_and_look_up(call)
             if hit is not None:
-                return Answer(orjson.dumps(hit), self._headers(call))
+                return Answer(orjson.dumps(surface.from_cache(hit)), self._headers(call))
             body = self._upstream_body(call)
 
             async def attempt(
@@ -119,7 +119,7 @@ class Pipeline:
             hit = await self._admit_and_look_up(call)
             if hit is not None:
                 self.finish_record(call)
-                return ReplayedStream(self._headers(call), _replay(surface.replay(hit, request)))
+                return ReplayedStream(self._headers(call), _replay(surface.replay(surface.from_cache(hit), request)))
             body = self._upstream_body(call)
 
             async def open_stream(
@@ -151,6 +151,7 @@ class Pipeline:
             user_id=identity.user_id,
             key_id=identity.key_id,
             request_body=request.body,
+            operation=surface.operation,
         )
         return Call(surface, request, identity, record, CachePolicy.from_header(cache_control))
 
@@ -216,7 +217,7 @@ class Pipeline:
             return
         capped = call.ticket is not None and call.ticket.cap_set_by_gateway
         if call.surface.storable(completion, capped_by_gateway=capped):
-            self.cache.set(call.cache_key, completion)
+            self.cache.set(call.cache_key, call.surface.to_cache(completion))
 
     def describe(self, call: Call, answer: dict[str, Any]) -> None:
         describe_answer(call, answer)

@@ -69,3 +69,13 @@ class NativeMessages(Protocol):
     ) -> int:
         """The upstream's own ``input_tokens`` for the body (fields count_tokens refuses are dropped)."""
         ...
+
+
+@runtime_checkable
+class Embeddings(Protocol):
+    """What an adapter whose upstream has an embeddings API offers (OpenAI's wire: ``POST …/embeddings``).
+    ``isinstance(provider, Embeddings)`` tells whether a deployment can serve the embeddings surface."""
+
+    async def embeddings(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
+        """The caller's body with only ``model`` replaced; the upstream's answer (``object: list``) as it came."""
+        ...

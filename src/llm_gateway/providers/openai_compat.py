@@ -24,6 +24,7 @@ class OpenAICompatProvider(HttpAdapter):
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
         super().__init__(name, config, bounds, path="/chat/completions", headers=headers, secret=secret)
         self._renames_cap = config.max_tokens_field == "max_tokens"
+        self._embeddings_head = self.request_head("/embeddings")
 
     def _outgoing(self, body: dict[str, Any], model: str, **fields: Any) -> bytes:
         """The caller's body with only ``model`` replaced (and the cap under the name this server takes)."""
@@ -37,6 +38,15 @@ class OpenAICompatProvider(HttpAdapter):
         if not isinstance(parsed.get("choices"), list):
             raise ProviderProtocolError(
                 f"{self.name} answered without choices", provider=self.name, upstream_status=status
+            )
+        return Completion(parsed, raw)
+
+    async def embeddings(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
+        payload = orjson.dumps({**body, "model": model})
+        parsed, raw, status = await self.post_json(payload, timeout=timeout, head=self._embeddings_head)
+        if not isinstance(parsed.get("data"), list):
+            raise ProviderProtocolError(
+                f"{self.name} answered embeddings without data", provider=self.name, upstream_status=status
             )
         return Completion(parsed, raw)
 

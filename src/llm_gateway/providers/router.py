@@ -38,6 +38,7 @@ ContentTest = Callable[[bytes], bool]
 DIRECT_PREFIXES: tuple[tuple[str, str], ...] = (
     ("claude-", "anthropic"),
     ("gpt-", "openai"),
+    ("text-embedding-", "openai"),
     ("chatgpt-", "openai"),
     ("o1", "openai"),
     ("o3", "openai"),

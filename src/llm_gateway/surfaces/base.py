@@ -50,6 +50,7 @@ class Surface(Protocol[R]):
 
     name: str  # the ledger's ``endpoint``: chat, messages, ...
     route: str  # the route telemetry names: /v1/chat/completions, ...
+    operation: str  # gen_ai.operation.name: chat, embeddings
 
     # -- admission ---------------------------------------------------------------------------
     async def prompt_tokens(self, request: R) -> int:
@@ -74,6 +75,12 @@ class Surface(Protocol[R]):
     def storable(self, answer: dict[str, Any], *, capped_by_gateway: bool) -> bool:
         """A whole answer to the request (not one cut short by a cap the gateway chose)."""
         ...
+
+    def to_cache(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer as the cache keeps it (as it is, or in a compact form ``from_cache`` reverses)."""
+        ...
+
+    def from_cache(self, stored: dict[str, Any]) -> dict[str, Any]: ...
 
     def replay(self, stored: dict[str, Any], request: R) -> list[bytes]:
         """A stored answer as the items of a stream in this surface's format."""

@@ -23,6 +23,7 @@ _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
 class ChatSurface:
     name = "chat"
     route = "/v1/chat/completions"
+    operation = "chat"
 
     async def prompt_tokens(self, request: ChatRequest) -> int:
         return await tokens.estimate_prompt_tokens_async(request.body, request.model)
@@ -54,6 +55,12 @@ class ChatSurface:
         if not is_complete(answer):
             return False
         return not (capped_by_gateway and any(choice.get("finish_reason") == "length" for choice in answer["choices"]))
+
+    def to_cache(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return answer
+
+    def from_cache(self, stored: dict[str, Any]) -> dict[str, Any]:
+        return stored
 
     def replay(self, stored: dict[str, Any], request: ChatRequest) -> list[bytes]:
         return completion_to_chunks(stored, include_usage=request.include_usage)

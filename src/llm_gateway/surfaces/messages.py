@@ -43,6 +43,7 @@ _DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinki
 class MessagesSurface:
     name = "messages"
     route = "/v1/messages"
+    operation = "chat"
 
     async def prompt_tokens(self, request: MessagesRequest) -> int:
         return await estimate_messages_tokens_async(request.body, request.model)
@@ -62,6 +63,12 @@ class MessagesSurface:
 
     def storable(self, answer: dict[str, Any], *, capped_by_gateway: bool) -> bool:
         return is_complete_message(answer) and not (capped_by_gateway and answer.get("stop_reason") == "max_tokens")
+
+    def to_cache(self, answer: dict[str, Any]) -> dict[str, Any]:
+        return answer
+
+    def from_cache(self, stored: dict[str, Any]) -> dict[str, Any]:
+        return stored
 
     def replay(self, stored: dict[str, Any], request: MessagesRequest) -> list[bytes]:
         return message_to_events(stored)

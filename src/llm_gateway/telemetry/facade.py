@@ -196,7 +196,7 @@ class Telemetry:
             elif self.settings.record_content:
                 attributes.update(genai.content_attributes(record))
             self._attempt_spans.write(
-                genai.span_name(attempt.model),
+                genai.span_name(attempt.model, record.operation),
                 parent=server_context,
                 attributes=attributes,
                 status=status,
@@ -230,16 +230,16 @@ class _GenAIMetrics:
 
         # The attribute sets repeat from request to request (provider, model, answer model or error kind):
         # built once each, with their input/output token variants. The SDK copies what it keeps.
-        self._attributes: dict[tuple[str, str, str | None, str | None], _AttributeSets] = {}
+        self._attributes: dict[tuple[str, str, str | None, str | None, str], _AttributeSets] = {}
 
-    def _sets(self, attempt: AttemptRecord, response_model: str | None) -> _AttributeSets:
+    def _sets(self, attempt: AttemptRecord, response_model: str | None, operation: str) -> _AttributeSets:
         error = genai.error_kind(attempt.status, attempt.error) if attempt.error is not None else None
-        key = (attempt.provider, attempt.model, response_model, error)
+        key = (attempt.provider, attempt.model, response_model, error, operation)
         sets = self._attributes.get(key)
         if sets is None:
             if len(self._attributes) >= _MAX_ATTRIBUTE_SETS:
                 self._attributes.clear()
-            base = genai.metric_attributes(attempt, response_model)
+            base = genai.metric_attributes(attempt, response_model, operation)
             sets = self._attributes[key] = (
                 base,
                 {**base, genai.TOKEN_TYPE: "input"},
@@ -251,7 +251,7 @@ class _GenAIMetrics:
         for attempt in record.attempts:
             answered = attempt.error is None
             attributes, input_attributes, output_attributes = self._sets(
-                attempt, (record.response_model or attempt.model) if answered else None
+                attempt, (record.response_model or attempt.model) if answered else None, record.operation
             )
             self.duration.record(attempt.duration, attributes)
             if not answered:

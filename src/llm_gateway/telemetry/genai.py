@@ -55,8 +55,8 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 
-def span_name(model: str) -> str:
-    return f"{OPERATION} {model}"
+def span_name(model: str, operation: str = OPERATION) -> str:
+    return f"{operation} {model}"
 
 
 def error_kind(status: int | None, code: str | None) -> str:
@@ -93,7 +93,7 @@ def request_parameters(body: Mapping[str, Any] | None) -> Attributes:
 def attempt_attributes(record: RequestRecord, attempt: AttemptRecord, index: int, user_id: str | None) -> Attributes:
     """Attributes of the client span of one upstream attempt (``index`` counts from 0)."""
     attributes: Attributes = {
-        OPERATION_NAME: OPERATION,
+        OPERATION_NAME: record.operation,
         SYSTEM: attempt.provider,
         PROVIDER_NAME: attempt.provider,
         REQUEST_MODEL: attempt.model,
@@ -146,10 +146,10 @@ def server_attributes(record: RequestRecord, user_id: str | None) -> Attributes:
     return attributes
 
 
-def metric_attributes(attempt: AttemptRecord, response_model: str | None) -> Attributes:
+def metric_attributes(attempt: AttemptRecord, response_model: str | None, operation: str = OPERATION) -> Attributes:
     """Attributes of ``gen_ai.client.operation.duration`` (and, plus the token type, of token usage)."""
     attributes: Attributes = {
-        OPERATION_NAME: OPERATION,
+        OPERATION_NAME: operation,
         SYSTEM: attempt.provider,
         PROVIDER_NAME: attempt.provider,
         REQUEST_MODEL: attempt.model,

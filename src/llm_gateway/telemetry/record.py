@@ -68,6 +68,7 @@ class RequestRecord:
     ttft: float | None = None  # streams: seconds from arrival to the first byte sent to the caller
     finish_reasons: tuple[str, ...] = ()
     dropped_params: tuple[str, ...] = ()  # the caller's parameters the answering deployment did not honour
+    operation: str = "chat"  # gen_ai.operation.name: chat, embeddings
     request_body: dict[str, Any] | None = None
     response_body: dict[str, Any] | None = None
 
