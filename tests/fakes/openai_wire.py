@@ -1,11 +1,19 @@
-"""OpenAI Chat Completions wire format (Groq serves the same under ``/openai/v1``), as the fakes speak it.
+"""OpenAI Chat Completions and Embeddings wire format (Groq serves the same under ``/openai/v1``), as the fakes
+speak it.
 
 Shapes follow the public API reference: ``chat.completion``, ``chat.completion.chunk`` events ending in
-``data: [DONE]``, the usage chunk with ``choices: []``, and the ``{"error": {...}}`` envelope.
+``data: [DONE]``, the usage chunk with ``choices: []``, the embeddings ``list`` (float arrays, or base64 of
+little-endian float32 when ``encoding_format`` is ``base64``), and the ``{"error": {...}}`` envelope.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import math
+import random
+import struct
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,10 +36,50 @@ _DEFAULT_MESSAGES = {
 }
 _DEFAULT_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# Embeddings: the real API's limits and defaults.
+EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small's and ada-002's; the fake answers it unless ``dimensions`` is set
+MAX_EMBEDDING_INPUTS = 2048
+_NO_DIMENSIONS_MODELS = ("text-embedding-ada-002",)  # the real API refuses ``dimensions`` for these
 _MODELS = {
     "openai": ["gpt-4o-mini", "gpt-4o"],
     "groq": ["llama-3.1-8b-instant", "llama-3.3-70b-versatile"],
 }
+
+
+EmbeddingInput = str | list[int]
+
+
+def fake_embedding(item: EmbeddingInput, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The vector the fake answers for one input (a string or a token array): deterministic, unit length,
+    float32 values (as the real API sends them), so a test can compute what an answer must carry.
+
+    Seeded by the SHA-256 of the input's compact JSON (``"text"`` or ``[1,2,3]``, so a string never collides
+    with a token array); a different ``dimensions`` gives a different vector, as shortening does for real.
+    """
+    seed = hashlib.sha256(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()).digest()
+    rng = random.Random(int.from_bytes(seed, "big") ^ dimensions)
+    values = [rng.random() * 2 - 1 for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(v / norm for v in values))))
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """``encoding_format: "base64"``: the base64 of the little-endian float32 array, as the real API sends it."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embedding_inputs(raw: Any) -> list[EmbeddingInput]:
+    """A request's ``input`` as a list of items (a string, strings, a token array, token arrays)."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw and all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
+        return [raw]
+    return list(raw) if isinstance(raw, list) else []
+
+
+def embedding_tokens(item: EmbeddingInput) -> int:
+    """What the fake charges for one input: ``len(text) // 4 + 1`` for a string, the length of a token array."""
+    return len(item) // 4 + 1 if isinstance(item, str) else len(item)
 
 
 def _default_type(status: int) -> str:
@@ -52,6 +100,7 @@ class OpenAIWire:
         prefix = "/openai/v1" if kind == "groq" else "/v1"
         self.chat_path = f"{prefix}/chat/completions"
         self.models_path = f"{prefix}/models"
+        self.embeddings_path = f"{prefix}/embeddings"
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -127,7 +176,71 @@ class OpenAIWire:
             return 400, self._error(400, message, param="stream_options")
         return None
 
+    def check_embeddings(self, body: Any) -> Problem | None:
+        """The real API's refusals of an embeddings request (a refused request consumes no behaviour)."""
+        if not isinstance(body, dict):
+            message = "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."
+            return 400, self._error(400, message)
+        if not body.get("model"):
+            return 400, self._error(400, "you must provide a model parameter")
+        if "input" not in body:
+            return 400, self._error(
+                400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+            )
+        raw = body["input"]
+        items = embedding_inputs(raw)
+        valid = 0 < len(items) <= MAX_EMBEDDING_INPUTS
+        for item in items:
+            if isinstance(item, str):
+                valid = valid and item != ""
+            else:
+                valid = valid and isinstance(item, list) and bool(item)
+                valid = valid and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in item)
+        if not valid:
+            message = (
+                "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
+            )
+            return 400, self._error(400, message)
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return 400, self._error(
+                400,
+                f"Invalid value: '{encoding}'. Supported values are: 'float' and 'base64'.",
+                param="encoding_format",
+                code="invalid_value",
+            )
+        dimensions = body.get("dimensions")
+        if dimensions is not None:
+            if str(body["model"]) in _NO_DIMENSIONS_MODELS:
+                return 400, self._error(400, "This model does not support specifying dimensions.", param="dimensions")
+            if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
+                return 400, self._error(
+                    400,
+                    f"Invalid value for 'dimensions' = {dimensions}. Must be at least 1.",
+                    param="dimensions",
+                    code="invalid_value",
+                )
+        return None
+
     # -- answers ------------------------------------------------------------------------------
+
+    def embeddings(self, request: JSON) -> JSON:
+        """OpenAI's ``list`` of embeddings for a validated request: one ``fake_embedding`` per input, in order."""
+        items = embedding_inputs(request.get("input"))
+        dimensions = request.get("dimensions") or EMBEDDING_DIMENSIONS
+        as_base64 = request.get("encoding_format") == "base64"
+        data = []
+        for index, item in enumerate(items):
+            vector = fake_embedding(item, dimensions)
+            embedding: list[float] | str = embedding_base64(vector) if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(embedding_tokens(item) for item in items)
+        return {
+            "object": "list",
+            "data": data,
+            "model": request.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     def models(self) -> JSON:
         owner = "openai" if self.kind == "openai" else "Meta"

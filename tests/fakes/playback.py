@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -46,19 +46,31 @@ def json_answer(wire: ProviderWire, status: int, body: Any, headers: Mapping[str
     return web.Response(status=status, text=dumps(body), content_type="application/json", headers=all_headers)
 
 
-async def play(behaviour: Behaviour, request: web.Request, wire: ProviderWire, body: JSON) -> web.StreamResponse:
-    """Answer ``request`` (already authenticated and validated) as ``behaviour`` says."""
-    streaming = body.get("stream") is True
+async def play(
+    behaviour: Behaviour,
+    request: web.Request,
+    wire: ProviderWire,
+    body: JSON,
+    *,
+    answer: Callable[[Reply], JSON] | None = None,
+) -> web.StreamResponse:
+    """Answer ``request`` (already authenticated and validated) as ``behaviour`` says.
+
+    ``answer`` replaces the chat completion for another endpoint that never streams (embeddings): its
+    ``Reply`` body, and the body that ``FailMidStream``/``Stall`` cut; ``StreamError`` is then a plain error.
+    """
+    streaming = answer is None and body.get("stream") is True
+    completion = answer or (lambda reply: wire.completion(body, reply))
     match behaviour:
         case Reply():
             if streaming:
                 return await _stream(request, wire, wire.stream(body, behaviour), behaviour.chunk_delay)
-            return json_answer(wire, 200, wire.completion(body, behaviour))
+            return json_answer(wire, 200, completion(behaviour))
         case Fail(status, message, error_type=error_type, code=code, headers=headers):
             return json_answer(wire, status, wire.error(status, message, error_type, code), headers)
         case Delay(seconds, then):
             await asyncio.sleep(seconds)
-            return await play(then, request, wire, body)
+            return await play(then, request, wire, body, answer=answer)
         case Drop():
             return _abort(request, web.StreamResponse())
         case Raw(status, raw_body, content_type):
@@ -66,12 +78,12 @@ async def play(behaviour: Behaviour, request: web.Request, wire: ProviderWire, b
         case FailMidStream(after, reply=reply):
             if streaming:
                 return await _stream(request, wire, wire.stream(body, reply), reply.chunk_delay, cut_after=after)
-            return await _partial_json(request, wire, wire.completion(body, reply), pause=None)
+            return await _partial_json(request, wire, completion(reply), pause=None)
         case Stall(after, seconds, reply=reply):
             if streaming:
                 plan = wire.stream(body, reply)
                 return await _stream(request, wire, plan, reply.chunk_delay, stall=(after, seconds))
-            return await _partial_json(request, wire, wire.completion(body, reply), pause=seconds)
+            return await _partial_json(request, wire, completion(reply), pause=seconds)
         case StreamError(after, message=message, error_type=error_type, reply=reply):
             if not streaming:
                 status = wire.stream_error_status

@@ -2,6 +2,9 @@
 
 Each ``FakeProvider`` runs aiohttp in a daemon thread with its own event loop, so synchronous tests,
 async tests and a gateway under test can all talk to it; tests script it with ``push``.
+
+The OpenAI and Groq fakes also serve ``POST <base_url>/embeddings`` (vectors from ``fake_embedding``); the
+Anthropic fake, like the real API, has no embeddings endpoint and answers it with its 404.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from .anthropic_wire import AnthropicWire, count_tokens
 from .behaviours import Behaviour, Delay, Drop, Fail, Reply
 from .openai_wire import OpenAIWire
 from .playback import ProviderWire, json_answer, play
+
+# Where an embeddings request goes when the provider has none (Anthropic): its 404, recorded like any request.
+_NO_EMBEDDINGS_PATH = "/v1/embeddings"
 
 ProviderKind = Literal["openai", "anthropic", "groq"]
 # What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
@@ -49,8 +55,12 @@ class Recorded:
 class FakeProvider:
     """One fake provider ("openai", "anthropic" or "groq") on 127.0.0.1 and a free port.
 
-    Chat requests are authenticated and validated like the real API does (a rejected request
-    consumes no behaviour), then answered by the next pushed behaviour, or the default (``Reply()``).
+    Chat and embeddings requests are authenticated and validated like the real API does (a rejected
+    request consumes no behaviour), then answered by the next pushed behaviour, or the default
+    (``Reply()``). The two share one queue: ``push(Fail(500))`` fails the next request of either kind.
+    An embeddings request renders ``Reply`` as its embeddings list (the ``Reply``'s text and token
+    counts are ignored: usage is counted from the input), ``FailMidStream``/``Stall`` as that list cut or
+    paused halfway, and ``StreamError`` as the plain 500; the other behaviours as for chat.
     """
 
     def __init__(self, kind: ProviderKind, *, api_key: str | None = None) -> None:
@@ -66,6 +76,8 @@ class FakeProvider:
         self._count_queue: deque[CountBehaviour] = deque()
         self._default: Behaviour = Reply()
         self._requests: list[Recorded] = []
+        wire = self._wire
+        self._embeddings_path = wire.embeddings_path if isinstance(wire, OpenAIWire) else _NO_EMBEDDINGS_PATH
         self._chat_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -97,7 +109,7 @@ class FakeProvider:
         return {f"{prefix}_BASE_URL": self.base_url, f"{prefix}_API_KEY": self.api_key}
 
     def push(self, *behaviours: Behaviour) -> None:
-        """Queue behaviours; each valid chat request consumes one, in order."""
+        """Queue behaviours; each valid chat or embeddings request consumes one, in order."""
         with self._lock:
             self._queue.extend(behaviours)
 
@@ -108,7 +120,7 @@ class FakeProvider:
             self._count_queue.extend(behaviours)
 
     def set_default(self, behaviour: Behaviour) -> None:
-        """What a chat request gets when the queue is empty."""
+        """What a chat or embeddings request gets when the queue is empty."""
         with self._lock:
             self._default = behaviour
 
@@ -133,13 +145,20 @@ class FakeProvider:
         return [r for r in self.requests if r.path == self._wire.chat_path]
 
     @property
+    def embeddings_requests(self) -> list[Recorded]:
+        """A snapshot of the embeddings requests (``<base_url>/embeddings``), rejected ones included; for the
+        Anthropic fake, the ``/v1/embeddings`` requests it answered with 404."""
+        return [r for r in self.requests if r.path == self._embeddings_path]
+
+    @property
     def count_tokens_requests(self) -> list[Recorded]:
         """A snapshot of the ``/v1/messages/count_tokens`` requests (Anthropic only)."""
         return [r for r in self.requests if r.path == AnthropicWire.count_tokens_path]
 
     @property
     def count(self) -> int:
-        """Chat requests received, rejected ones (bad key, invalid body) included."""
+        """Chat requests received, rejected ones (bad key, invalid body) included; embeddings are not counted
+        here (``len(fake.embeddings_requests)``)."""
         with self._lock:
             return self._chat_count
 
@@ -202,6 +221,8 @@ class FakeProvider:
         app.router.add_post(self._wire.chat_path, self._chat)
         if isinstance(self._wire, AnthropicWire):
             app.router.add_post(self._wire.count_tokens_path, self._count_tokens)
+        if isinstance(self._wire, OpenAIWire):
+            app.router.add_post(self._wire.embeddings_path, self._embeddings)
         app.router.add_get(self._wire.models_path, self._models)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
@@ -240,6 +261,17 @@ class FakeProvider:
         with self._lock:
             behaviour = self._queue.popleft() if self._queue else self._default
         return await play(behaviour, request, self._wire, body)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request, chat=False)
+        wire = self._wire
+        assert isinstance(wire, OpenAIWire)
+        problem = wire.check_auth(request.headers) or wire.check_embeddings(body)
+        if problem is not None:
+            return json_answer(wire, *problem)
+        with self._lock:
+            behaviour = self._queue.popleft() if self._queue else self._default
+        return await play(behaviour, request, wire, body, answer=lambda _reply: wire.embeddings(body))
 
     async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request, chat=False)

@@ -5,7 +5,10 @@ If these fail, every gateway test built on the fakes is suspect, so they run fir
 
 from __future__ import annotations
 
+import base64
 import json
+import math
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +18,20 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes import Delay, Drop, Fail, FailMidStream, FakeProvider, Raw, Reply, Stall, StreamError
+from tests.fakes import (
+    EMBEDDING_DIMENSIONS,
+    Delay,
+    Drop,
+    Fail,
+    FailMidStream,
+    FakeProvider,
+    Raw,
+    Reply,
+    Stall,
+    StreamError,
+    embedding_base64,
+    fake_embedding,
+)
 from tests.fakes.anthropic_wire import count_tokens, thinking_signature
 
 # Also loaded by tests/conftest.py for the rest of the suite; pytest registers a plugin module once.
@@ -208,6 +224,117 @@ def test_delay_stall_raw_and_reset(openai_fake: FakeProvider, http: httpx.Client
     openai_fake.reset()
     assert (openai_fake.requests, openai_fake.count) == ([], 0)
     assert http.post(url, json={"model": "m", "messages": MESSAGES}, headers=headers).status_code == 200
+
+
+# -- OpenAI and Groq embeddings through the official SDK ------------------------------------------
+
+TEXTS = ["the quick brown fox", "jumps over", "the lazy dog"]
+
+
+def test_fake_embedding_is_deterministic_float32_and_unit_length() -> None:
+    vector = fake_embedding("hello")
+    assert len(vector) == EMBEDDING_DIMENSIONS == 1536
+    assert vector == fake_embedding("hello") != fake_embedding("hello!")
+    assert fake_embedding([1, 2]) != fake_embedding("[1,2]")  # a token array never collides with a string
+    assert fake_embedding("hello", 8) != vector[:8]
+    assert all(-1 <= v <= 1 and struct.unpack("<f", struct.pack("<f", v))[0] == v for v in vector)
+    assert math.isclose(math.fsum(v * v for v in vector), 1.0, rel_tol=1e-5)
+
+
+def test_openai_like_embeddings_float_in_order(openai_like: FakeProvider) -> None:
+    with sdk(openai_like) as client:
+        answer = client.embeddings.create(model="text-embedding-3-small", input=TEXTS, encoding_format="float")
+    assert answer.object == "list" and answer.model == "text-embedding-3-small"
+    assert [(e.object, e.index) for e in answer.data] == [("embedding", 0), ("embedding", 1), ("embedding", 2)]
+    assert [e.embedding for e in answer.data] == [fake_embedding(t) for t in TEXTS]
+    tokens = sum(len(t) // 4 + 1 for t in TEXTS)
+    assert (answer.usage.prompt_tokens, answer.usage.total_tokens) == (tokens, tokens)
+    [recorded] = openai_like.embeddings_requests
+    assert recorded.path == openai_like.base_url.removeprefix(f"http://127.0.0.1:{openai_like.port}") + "/embeddings"
+    assert recorded.body == {"model": "text-embedding-3-small", "input": TEXTS, "encoding_format": "float"}
+    assert (openai_like.count, openai_like.chat_requests) == (0, [])  # not a chat request
+
+
+def test_openai_embeddings_base64_is_the_sdk_default(openai_fake: FakeProvider, http: httpx.Client) -> None:
+    with sdk(openai_fake) as client:
+        decoded = client.embeddings.create(model="text-embedding-3-small", input="hello")
+        raw = client.embeddings.create(model="text-embedding-3-small", input="hello", encoding_format="base64")
+    assert openai_fake.embeddings_requests[0].body["encoding_format"] == "base64"  # sent though not asked for
+    assert decoded.data[0].embedding == fake_embedding("hello")  # the SDK decoded the float32 array
+    assert raw.data[0].embedding == embedding_base64(fake_embedding("hello"))  # asked for: left as the string
+    assert base64.b64decode(raw.data[0].embedding) == struct.pack("<1536f", *fake_embedding("hello"))
+    url, headers = f"{openai_fake.base_url}/embeddings", {"Authorization": f"Bearer {openai_fake.api_key}"}
+    plain = http.post(url, json={"model": "text-embedding-3-small", "input": "hello"}, headers=headers).json()
+    assert plain["data"][0]["embedding"] == fake_embedding("hello")  # the API's own default is float
+    assert plain["usage"] == {"prompt_tokens": 2, "total_tokens": 2}
+
+
+def test_openai_embeddings_dimensions_and_token_arrays(openai_fake: FakeProvider) -> None:
+    with sdk(openai_fake) as client:
+        short = client.embeddings.create(model="text-embedding-3-large", input=["a", "b"], dimensions=256)
+        one = client.embeddings.create(model="text-embedding-3-small", input=[1, 2, 3], encoding_format="float")
+        many = client.embeddings.create(model="text-embedding-3-small", input=[[1, 2, 3], [4, 5]])
+    assert [e.embedding for e in short.data] == [fake_embedding("a", 256), fake_embedding("b", 256)]
+    assert [e.embedding for e in one.data] == [fake_embedding([1, 2, 3])]
+    assert (one.usage.prompt_tokens, many.usage.prompt_tokens) == (3, 5)
+    assert [e.embedding for e in many.data] == [fake_embedding([1, 2, 3]), fake_embedding([4, 5])]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"input": "x"}, "you must provide a model parameter"),
+        ({"model": "m"}, "Missing required parameter: 'input'."),
+        ({"model": "m", "input": []}, "'$.input' is invalid."),
+        ({"model": "m", "input": ""}, "'$.input' is invalid."),
+        ({"model": "m", "input": ["a", 1]}, "'$.input' is invalid."),
+        ({"model": "m", "input": ["a"] * 2049}, "'$.input' is invalid."),
+        ({"model": "m", "input": "x", "encoding_format": "int8"}, "Invalid value: 'int8'."),
+        ({"model": "m", "input": "x", "dimensions": 0}, "Invalid value for 'dimensions' = 0."),
+        ({"model": "text-embedding-ada-002", "input": "x", "dimensions": 8}, "This model does not support"),
+    ],
+)
+def test_openai_embeddings_rejects_like_the_real_api(
+    openai_fake: FakeProvider, http: httpx.Client, body: dict[str, Any], message: str
+) -> None:
+    openai_fake.push(Fail(500))
+    url, headers = f"{openai_fake.base_url}/embeddings", {"Authorization": f"Bearer {openai_fake.api_key}"}
+    refused = http.post(url, json=body, headers=headers)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith(message)
+    assert http.post(url, json={"model": "m", "input": "x"}, headers=headers).status_code == 500  # not consumed
+    wrong_key = http.post(url, json={"model": "m", "input": "x"}, headers={"Authorization": "Bearer nope"})
+    assert (wrong_key.status_code, wrong_key.json()["error"]["code"]) == (401, "invalid_api_key")
+
+
+def test_embeddings_share_the_behaviour_queue_with_chat(openai_fake: FakeProvider, http: httpx.Client) -> None:
+    openai_fake.push(Fail(429), Reply("chat"), Delay(0.15), Drop(), FailMidStream(0), Raw(200, b"{}"))
+    with sdk(openai_fake) as client:
+        with pytest.raises(openai.RateLimitError):
+            client.embeddings.create(model="text-embedding-3-small", input="x")
+        assert client.chat.completions.create(model="m", messages=MESSAGES).choices[0].message.content == "chat"  # type: ignore[arg-type]
+        started = time.monotonic()
+        assert client.embeddings.create(model="text-embedding-3-small", input="x").data[0].embedding
+        assert time.monotonic() - started >= 0.15
+        with pytest.raises(openai.APIConnectionError):
+            client.embeddings.create(model="text-embedding-3-small", input="x")
+    url, headers = f"{openai_fake.base_url}/embeddings", {"Authorization": f"Bearer {openai_fake.api_key}"}
+    with pytest.raises(httpx.RemoteProtocolError):  # half of the JSON list, then a reset
+        http.post(url, json={"model": "m", "input": "x"}, headers=headers)
+    assert http.post(url, json={"model": "m", "input": "x"}, headers=headers).content == b"{}"
+    assert (len(openai_fake.embeddings_requests), openai_fake.count) == (5, 1)
+
+
+def test_anthropic_has_no_embeddings(anthropic_fake: FakeProvider, http: httpx.Client) -> None:
+    response = http.post(
+        f"{anthropic_fake.base_url}/v1/embeddings",
+        json={"model": "text-embedding-3-small", "input": "x"},
+        headers=anthropic_headers(anthropic_fake),
+    )
+    assert response.status_code == 404
+    body = response.json()
+    assert (body["type"], body["error"]) == ("error", {"type": "not_found_error", "message": "Not Found"})
+    assert [r.path for r in anthropic_fake.embeddings_requests] == ["/v1/embeddings"]
 
 
 # -- Anthropic through raw httpx ------------------------------------------------------------------
