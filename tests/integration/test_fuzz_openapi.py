@@ -32,12 +32,14 @@ pytestmark = [pytest.mark.integration, IGNORE_RANDOM_FROM_OTHER_THREADS]
 CHAT = "POST /v1/chat/completions"
 MESSAGES = "POST /v1/messages"
 COUNT_TOKENS = "POST /v1/messages/count_tokens"
-LLM_ROUTES = {CHAT, MESSAGES, COUNT_TOKENS}  # anonymous callers are allowed on these (ALLOW_ANONYMOUS)
+EMBEDDINGS = "POST /v1/embeddings"
+LLM_ROUTES = {CHAT, MESSAGES, COUNT_TOKENS, EMBEDDINGS}  # anonymous callers are allowed on these (ALLOW_ANONYMOUS)
 # Every operation in /openapi.json; a new route fails `test_every_operation_is_fuzzed` until listed.
 OPERATIONS = (
     CHAT,
     MESSAGES,
     COUNT_TOKENS,
+    EMBEDDINGS,
     "GET /v1/models",
     "GET /v1/models/{model}",
     "GET /v1/usage",
@@ -71,12 +73,14 @@ NOT_CHECKED: dict[str, list[Any]] = {
     CHAT: [positive_data_acceptance, negative_data_rejection],
     MESSAGES: [positive_data_acceptance, negative_data_rejection],
     COUNT_TOKENS: [positive_data_acceptance, negative_data_rejection],
+    EMBEDDINGS: [positive_data_acceptance, negative_data_rejection],
     "POST /admin/keys": [positive_data_acceptance],
 }
 # A fuzzed model name almost never exists: most chat cases are pointed at a served model instead,
 # so the fuzzer reaches routing, translation and the upstreams rather than only the 404.
 SERVED_MODELS = ("gpt-4o-mini", "claude-3-5-haiku-latest", "llama-3.1-8b-instant", "groq/llama-3.1-8b-instant")
 LLM_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens")
+EMBEDDINGS_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "openai/text-embedding-3-small")
 ENVELOPE_FIELDS = {"message", "type", "param", "code"}
 
 
@@ -123,10 +127,15 @@ def credentials(path: str, served: Served) -> dict[str, str]:
 
 def point_at_served_model(case: Any) -> None:
     body = case.body
-    if case.path in LLM_PATHS and isinstance(body, dict) and isinstance(body.get("model"), str):
-        choice = len(body["model"]) % (len(SERVED_MODELS) + 1)  # one in five keeps the fuzzed name
-        if choice < len(SERVED_MODELS):
-            body["model"] = SERVED_MODELS[choice]
+    served = EMBEDDINGS_MODELS if case.path == "/v1/embeddings" else SERVED_MODELS
+    if (
+        (case.path in LLM_PATHS or served is EMBEDDINGS_MODELS)
+        and isinstance(body, dict)
+        and isinstance(body.get("model"), str)
+    ):
+        choice = len(body["model"]) % (len(served) + 1)  # one in so many keeps the fuzzed name
+        if choice < len(served):
+            body["model"] = served[choice]
 
 
 def assert_openai_error(response: Any) -> None:

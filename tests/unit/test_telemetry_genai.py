@@ -167,3 +167,12 @@ def test_parameters_the_answering_deployment_did_not_honour_are_on_its_span_and_
     assert genai.GATEWAY_DROPPED_PARAMS not in genai.attempt_attributes(record, failed, 0, None)
     assert genai.attempt_attributes(record, answered, 1, None)[genai.GATEWAY_DROPPED_PARAMS] == ("seed", "temperature")
     assert genai.server_attributes(record, None)[genai.GATEWAY_DROPPED_PARAMS] == ("seed", "temperature")
+
+
+def test_an_embeddings_request_is_named_so_on_its_spans_and_metrics() -> None:
+    record = fallback_record()
+    record.operation = "embeddings"
+    _, answered = record.attempts
+    assert genai.attempt_attributes(record, answered, 1, None)[genai.OPERATION_NAME] == "embeddings"
+    assert genai.metric_attributes(answered, None, record.operation)[genai.OPERATION_NAME] == "embeddings"
+    assert genai.span_name("text-embedding-3-small", record.operation) == "embeddings text-embedding-3-small"
