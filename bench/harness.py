@@ -37,6 +37,7 @@ STREAM_PROBE = HERE / "stream_probe.py"
 STREAM_EVENTS = 20  # content events per streamed answer; + usage + [DONE] = 22 data: lines
 STREAM_GAP_MS = 5.0
 SLOW_DELAY_MS = 50.0
+EMBEDDING_MODEL = "text-embedding-3-small"  # a group of its own in the bench's model file, on the fast upstream
 START_TIMEOUT_S = 60.0
 # Limits that are checked on every request but never refuse one: the bench measures the
 # path, and a 429 would be counted as an error, not as speed.
@@ -145,7 +146,8 @@ class Bench:
 
     # --- the gateway ----------------------------------------------------------------------
     def gateway_config(self) -> Path:
-        """Model groups: ``bench`` (the fast upstream, as provider ``openai``), ``bench-slow``, ``bench-stream``."""
+        """Model groups: ``bench`` (the fast upstream, as provider ``openai``), ``bench-slow``, ``bench-stream``, and
+        ``text-embedding-3-small`` (the fast upstream's ``/v1/embeddings``; the file replaces the built-in groups)."""
         assert self.upstreams is not None
         path = self.tmp / "gateway.yaml"
         # JSON is YAML: no quoting surprises in URLs.
@@ -159,6 +161,7 @@ class Bench:
                 "bench": [{"provider": "openai", "model": "bench"}],
                 "bench-slow": [{"provider": "slow", "model": "bench"}],
                 "bench-stream": [{"provider": "stream", "model": "bench"}],
+                EMBEDDING_MODEL: [{"provider": "openai", "model": EMBEDDING_MODEL}],
             },
         }
         path.write_text(json.dumps(config, indent=2) + "\n")
@@ -211,6 +214,7 @@ class Bench:
         *script_args: str,
         seconds: float | None = None,
         watch: int | None = None,
+        path: str = "/v1/chat/completions",
     ) -> LoadResult:
         """One wrk run; with ``watch`` (the pid on the gateway core), also how much of that core others took."""
         core = int(GATEWAY_CORE)
@@ -222,6 +226,7 @@ class Bench:
             model=model,
             place=self.on_client_core,
             script_args=script_args,
+            path=path,
         )
         if watch is None:
             return result

@@ -41,6 +41,11 @@ class LoadResult:
     foreign_cpu: float | None = None
     # CPU time the watched process spent per request: robust to noise, the figure to A/B a change by.
     cpu_us_per_request: float | None = None
+    bytes_read: int = 0  # response bytes, headers included (wrk's summary.bytes)
+
+    @property
+    def bytes_per_request(self) -> float:
+        return self.bytes_read / self.requests if self.requests else 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +60,7 @@ class LoadResult:
             "error_detail": self.error_detail,
             "foreign_cpu_on_gateway_core": None if self.foreign_cpu is None else round(self.foreign_cpu, 3),
             "cpu_us_per_request": None if self.cpu_us_per_request is None else round(self.cpu_us_per_request, 1),
+            "bytes_per_request": round(self.bytes_per_request),
         }
 
 
@@ -88,7 +94,8 @@ def run_wrk(
     script_args: tuple[str, ...] = (),
     path: str = "/v1/chat/completions",
 ) -> LoadResult:
-    """POST the chat request to 127.0.0.1:port for ``seconds`` over ``connections`` keep-alive connections."""
+    """POST the chat request (``post.lua``'s ``embeddings``: an embeddings request, to ``path="/v1/embeddings"``)
+    to 127.0.0.1:port for ``seconds`` over ``connections`` keep-alive connections."""
     duration = max(1, round(seconds))
     argv = [
         "wrk",
@@ -126,4 +133,5 @@ def _parse(data: dict[str, object]) -> LoadResult:
         max_ms=latency["max"] / 1000,
         errors=sum(int(v) for v in errors.values()),
         error_detail={k: int(v) for k, v in errors.items() if v},
+        bytes_read=int(str(data.get("bytes", 0))),
     )

@@ -5,9 +5,12 @@
 --
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/chat/completions
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/chat/completions -- stream
+--   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/embeddings -- embeddings model=text-embedding-3-small
 --
 -- Script arguments (after `--`):
 --   stream      sets "stream": true (with usage in the stream)
+--   embeddings  an embeddings request instead (for /v1/embeddings): 16 short strings as "input",
+--               "encoding_format": "float"; give the model too (model=text-embedding-3-small)
 --   model=NAME  changes the model (default gpt-4o-mini)
 --   auth=KEY    sends Authorization: Bearer KEY
 --   unique      makes every request's body different (a counter in the user message), so a
@@ -18,12 +21,25 @@
 -- main Lua state, where init() never ran, so that line cannot be switched by an argument.)
 
 local stream = false
+local embeddings = false
+local EMBEDDING_INPUTS = 16
 local model = "gpt-4o-mini"
 local unique = false
 local prefix = ""
 local counter = 0
 
+local function embeddings_body(content)
+  local inputs = {}
+  for i = 1, EMBEDDING_INPUTS do
+    inputs[i] = '"' .. content .. ' Passage ' .. i .. ' of the document being indexed."'
+  end
+  return '{"model":"' .. model .. '","input":[' .. table.concat(inputs, ",") .. '],"encoding_format":"float"}'
+end
+
 local function body_for(content)
+  if embeddings then
+    return embeddings_body(content)
+  end
   local body = '{"model":"' .. model .. '","messages":['
     .. '{"role":"system","content":"You are a helpful assistant."},'
     .. '{"role":"user","content":"' .. content .. '"}],'
@@ -45,6 +61,8 @@ function init(args)
   for _, arg in ipairs(args) do
     if arg == "stream" then
       stream = true
+    elseif arg == "embeddings" then
+      embeddings = true
     elseif arg == "unique" then
       unique = true
     elseif arg:sub(1, 6) == "model=" then

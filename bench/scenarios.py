@@ -2,8 +2,9 @@
 
 Saturation, added latency at 1 and 8 connections, a slow upstream at 64 and 256
 connections, streaming (time to first byte and total time), start-up to a healthy
-``/health`` and RSS over 100,000 requests. Each function returns table rows; targets are
-the issue's, and a row says whether its target was met.
+``/health``, RSS over 100,000 requests, and (issue 14) embeddings at saturation. Each
+function returns table rows; targets are the issue's, and a row says whether its target
+was met.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import statistics
 import time
 from typing import Any
 
-from harness import Bench, Gateway
+from harness import EMBEDDING_MODEL, Bench, Gateway
 from loadgen import LoadResult
 from processes import cpu_seconds, rss_kib
 from report import Row, compare_row, info_row, ms, pct, rps, signed_ms
@@ -27,6 +28,8 @@ STREAM_TOTAL_TARGET_MS = 2.0
 STARTUP_TARGET_S = 1.5
 RSS_TARGET_BYTES = 120_000_000
 RSS_FLAT_KIB = 2048  # growth over the second half of the requests still counted as flat
+EMBEDDINGS_PATH = "/v1/embeddings"
+EMBEDDING_INPUTS = 16  # post.lua's `embeddings` body: 16 strings, "encoding_format": "float"
 
 
 def startup(bench: Bench) -> tuple[Gateway, Row]:
@@ -65,22 +68,8 @@ def saturation(bench: Bench, gateway: Gateway) -> tuple[Row, LoadResult, LoadRes
     """64 connections, non-streaming; checks that the upstream had headroom (it is not what is measured)."""
     assert bench.upstreams is not None
     direct = bench.wrk(bench.upstreams.fast, 64, "bench")
-    cpu_before, wall_before = cpu_seconds(gateway.pid), time.monotonic()
-    through = bench.wrk(gateway.port, 64, "bench", watch=gateway.pid)
-    gateway_cpu = (cpu_seconds(gateway.pid) - cpu_before) / (time.monotonic() - wall_before)
-    per_request = through.cpu_us_per_request or 0.0
-    headroom = direct.rps / through.rps if through.rps else float("inf")
-    note = (
-        f"the direct run reached {headroom:.1f}x the gateway's rate (upstream not the bottleneck when >= "
-        f"{UPSTREAM_HEADROOM:.0f}x); the gateway used {gateway_cpu * 100:.0f} % of its core, "
-        f"{per_request:,.0f} us of CPU per request (a rate of {1e6 / max(per_request, 1):,.0f} req/s if CPU-bound)"
-    )
-    if headroom < UPSTREAM_HEADROOM:
-        bench.warn(
-            f"saturation: the direct run reached only {headroom:.1f}x the gateway's rate (want >= "
-            f"{UPSTREAM_HEADROOM:.0f}x): the upstream or load generator may be the bottleneck"
-        )
-        note = "UPSTREAM MAY BE THE BOTTLENECK: " + note
+    through, gateway_cpu = _gateway_run(bench, gateway, "bench")
+    note, headroom = _saturation_note(bench, "saturation", direct, through, gateway_cpu)
     row = compare_row(
         "saturation, 64 conn",
         direct,
@@ -91,6 +80,57 @@ def saturation(bench: Bench, gateway: Gateway) -> tuple[Row, LoadResult, LoadRes
         extra={"upstream_headroom": headroom, "gateway_cpu": gateway_cpu},
     )
     return row, direct, through
+
+
+def embeddings(bench: Bench, gateway: Gateway) -> Row:
+    """Saturation's sibling for ``POST /v1/embeddings`` (issue 14): 64 connections, 16 inputs a request, each
+    answer 16 vectors of 1,536 floats (~300 kB of JSON), direct vs gateway with the cache off, after a warm-up
+    of both (the gateway's first embeddings requests pay one-off costs the chat warm-up did not)."""
+    assert bench.upstreams is not None
+    fast, seconds = bench.upstreams.fast, bench.durations.warmup_s
+    bench.wrk(fast, 64, EMBEDDING_MODEL, "embeddings", seconds=seconds, path=EMBEDDINGS_PATH)
+    bench.wrk(gateway.port, 64, EMBEDDING_MODEL, "embeddings", seconds=seconds, path=EMBEDDINGS_PATH)
+    direct = bench.wrk(fast, 64, EMBEDDING_MODEL, "embeddings", path=EMBEDDINGS_PATH)
+    through, gateway_cpu = _gateway_run(bench, gateway, EMBEDDING_MODEL, "embeddings", path=EMBEDDINGS_PATH)
+    note, headroom = _saturation_note(bench, "embeddings", direct, through, gateway_cpu)
+    answer_kb = direct.bytes_per_request / 1000 if direct.bytes_per_request else 0.0
+    note = f"{EMBEDDING_INPUTS} inputs a request, ~{answer_kb:,.0f} kB an answer; {note}"
+    return compare_row(
+        f"embeddings, 64 conn, {EMBEDDING_INPUTS} inputs",
+        direct,
+        through,
+        note=note,
+        extra={"upstream_headroom": headroom, "gateway_cpu": gateway_cpu},
+    )
+
+
+def _gateway_run(
+    bench: Bench, gateway: Gateway, model: str, *script_args: str, path: str = "/v1/chat/completions"
+) -> tuple[LoadResult, float]:
+    """One wrk run through the gateway, and the share of its core the gateway used during it."""
+    cpu_before, wall_before = cpu_seconds(gateway.pid), time.monotonic()
+    through = bench.wrk(gateway.port, 64, model, *script_args, watch=gateway.pid, path=path)
+    return through, (cpu_seconds(gateway.pid) - cpu_before) / (time.monotonic() - wall_before)
+
+
+def _saturation_note(
+    bench: Bench, name: str, direct: LoadResult, through: LoadResult, gateway_cpu: float
+) -> tuple[str, float]:
+    """The headroom and CPU note of a saturation-style row; warns when the upstream may be the bottleneck."""
+    per_request = through.cpu_us_per_request or 0.0
+    headroom = direct.rps / through.rps if through.rps else float("inf")
+    note = (
+        f"the direct run reached {headroom:.1f}x the gateway's rate (upstream not the bottleneck when >= "
+        f"{UPSTREAM_HEADROOM:.0f}x); the gateway used {gateway_cpu * 100:.0f} % of its core, "
+        f"{per_request:,.0f} us of CPU per request (a rate of {1e6 / max(per_request, 1):,.0f} req/s if CPU-bound)"
+    )
+    if headroom < UPSTREAM_HEADROOM:
+        bench.warn(
+            f"{name}: the direct run reached only {headroom:.1f}x the gateway's rate (want >= "
+            f"{UPSTREAM_HEADROOM:.0f}x): the upstream or load generator may be the bottleneck"
+        )
+        note = "UPSTREAM MAY BE THE BOTTLENECK: " + note
+    return note, headroom
 
 
 def added_latency(bench: Bench, gateway: Gateway, connections: int) -> tuple[Row, LoadResult]:

@@ -12,6 +12,11 @@ Endpoints (127.0.0.1 only):
                              body has ``"stream": true`` an SSE stream of --stream-events
                              chunks --event-gap-ms apart, a usage chunk and ``data: [DONE]``
                              (chunked transfer encoding, one flush per event).
+  POST /v1/embeddings        OpenAI's embeddings ``list``: one 1,536-float vector per input (or
+                             ``dimensions`` floats), as JSON floats or, with ``"encoding_format":
+                             "base64"``, base64 float32; after --delay-ms. The answer for each
+                             (input count, dimensions, format) is built once, on first sight, and
+                             cached: per request only the small JSON body is parsed.
   GET  /health               200 ``{"status":"ok"}``.
 
 Prints ``READY <port>`` on stdout once listening (``--port 0`` picks a free port) and exits
@@ -24,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import json
+import random
 import re
 import signal
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +50,12 @@ STREAM_RE = re.compile(rb'"stream"\s*:\s*true')
 MODEL = "gpt-4o-mini-2024-07-18"
 ANSWER = "Hello! This is a fixed answer from the benchmark upstream. How can I help you today?"
 PROMPT_TOKENS = 19
+EMBEDDING_MODEL = "text-embedding-3-small"
+EMBEDDING_DIMENSIONS = 1536
+MAX_EMBEDDING_INPUTS = 2048
+MAX_EMBEDDING_DIMENSIONS = 3072
+EMBEDDING_TOKENS_PER_INPUT = 8
+EMBEDDING_CACHE_SIZE = 64  # distinct (count, dimensions, format) answers kept; the bench sends one
 
 
 def _dumps(obj: object) -> bytes:
@@ -125,6 +139,73 @@ def _stream_events(created: int, n_events: int) -> list[bytes]:
     return [b"data: " + e + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
+def _vector(index: int, dimensions: int) -> list[float]:
+    """The fixed vector of input ``index``: float32 values in [-1, 1), as the real API sends."""
+    rng = random.Random(index * 100_003 + dimensions)
+    packed = struct.pack(f"<{dimensions}f", *(rng.random() * 2 - 1 for _ in range(dimensions)))
+    return list(struct.unpack(f"<{dimensions}f", packed))
+
+
+def _embedding_body(count: int, dimensions: int, as_base64: bool) -> bytes:
+    """The whole embeddings answer for ``count`` inputs; floats printed with 9 significant digits (float32
+    round-trips, and the size is the real API's: ~13 bytes a float)."""
+    items = []
+    for index in range(count):
+        vector = _vector(index, dimensions)
+        if as_base64:
+            embedding = '"' + base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode() + '"'
+        else:
+            embedding = "[" + ",".join(f"{v:.9g}" for v in vector) + "]"
+        items.append(f'{{"object":"embedding","index":{index},"embedding":{embedding}}}')
+    tokens = count * EMBEDDING_TOKENS_PER_INPUT
+    usage = _dumps({"prompt_tokens": tokens, "total_tokens": tokens}).decode()
+    return f'{{"object":"list","data":[{",".join(items)}],"model":"{EMBEDDING_MODEL}","usage":{usage}}}'.encode()
+
+
+def _embedding_key(body: bytes | bytearray) -> tuple[int, int, bool] | None:
+    """(input count, dimensions, base64) of an embeddings request, or None when the body is not one."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    raw = request.get("input")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw)):
+        count = 1
+    elif isinstance(raw, list):
+        count = len(raw)
+    else:
+        return None
+    dimensions = request.get("dimensions") or EMBEDDING_DIMENSIONS
+    encoding = request.get("encoding_format", "float")
+    if not 0 < count <= MAX_EMBEDDING_INPUTS or encoding not in ("float", "base64"):
+        return None
+    if not isinstance(dimensions, int) or not 0 < dimensions <= MAX_EMBEDDING_DIMENSIONS:
+        return None
+    return count, dimensions, encoding == "base64"
+
+
+@dataclass(slots=True)
+class EmbeddingAnswers:
+    """Whole HTTP answers to embeddings requests, built on first sight of each (count, dimensions, format)."""
+
+    cache: dict[tuple[int, int, bool], bytes] = field(default_factory=dict)
+
+    def answer(self, body: bytes | bytearray, keep_alive: bool) -> bytes:
+        key = _embedding_key(body)
+        if key is None:
+            return _error("400 Bad Request", "'$.input' is invalid.", "invalid_value", close=not keep_alive)
+        found = self.cache.get(key)
+        if found is None:
+            if len(self.cache) >= EMBEDDING_CACHE_SIZE:
+                self.cache.clear()
+            found = self.cache[key] = _response("200 OK", "application/json", _embedding_body(*key))
+        if keep_alive:
+            return found
+        return found.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Answers:
     """Every byte the server ever sends, built once at start-up."""
@@ -177,6 +258,7 @@ class Config:
     delay: float
     event_gap: float
     answers: Answers
+    embeddings: EmbeddingAnswers = field(default_factory=EmbeddingAnswers)
     connections: set[HttpConnection] = field(default_factory=set)
 
 
@@ -194,7 +276,7 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
-        self.pending: collections.deque[tuple[bytes, bytes, bool, bool]] = collections.deque()
+        self.pending: collections.deque[tuple[bytes, bytes, bool, bool, bytearray]] = collections.deque()
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -248,14 +330,14 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         is_stream = b'"stream"' in self.body and STREAM_RE.search(self.body) is not None
-        request = (self.parser.get_method(), self.url, self.parser.should_keep_alive(), is_stream)
+        request = (self.parser.get_method(), self.url, self.parser.should_keep_alive(), is_stream, self.body)
         if self.busy:
             self.pending.append(request)
         else:
             self._dispatch(*request)
 
     # --- answering --------------------------------------------------------------------
-    def _dispatch(self, method: bytes, url: bytes, keep_alive: bool, is_stream: bool) -> None:
+    def _dispatch(self, method: bytes, url: bytes, keep_alive: bool, is_stream: bool, body: bytearray) -> None:
         answers = self.config.answers
         path = url.split(b"?", 1)[0]
         if self.too_large:
@@ -266,17 +348,25 @@ class HttpConnection(asyncio.Protocol):
             elif is_stream:
                 self._start_busy()
                 self.task = asyncio.get_running_loop().create_task(self._stream(keep_alive))
-            elif self.config.delay > 0:
-                self._start_busy()
-                completion = answers.completion if keep_alive else answers.completion_close
-                loop = asyncio.get_running_loop()
-                self.timer = loop.call_later(self.config.delay, self._finish, completion, keep_alive)
             else:
-                self._finish(answers.completion if keep_alive else answers.completion_close, keep_alive)
+                self._answer(answers.completion if keep_alive else answers.completion_close, keep_alive)
+        elif path == b"/v1/embeddings":
+            if method != b"POST":
+                self._finish(answers.not_allowed, keep_alive)
+            else:
+                self._answer(self.config.embeddings.answer(body, keep_alive), keep_alive)
         elif path == b"/health":
             self._finish(answers.health if keep_alive else answers.health_close, keep_alive)
         else:
             self._finish(answers.not_found, keep_alive)
+
+    def _answer(self, data: bytes, keep_alive: bool) -> None:
+        """A whole answer, now or after --delay-ms."""
+        if self.config.delay > 0:
+            self._start_busy()
+            self.timer = asyncio.get_running_loop().call_later(self.config.delay, self._finish, data, keep_alive)
+        else:
+            self._finish(data, keep_alive)
 
     async def _stream(self, keep_alive: bool) -> None:
         config = self.config
