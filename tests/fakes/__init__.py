@@ -13,7 +13,9 @@ from .openai_wire import EMBEDDING_DIMENSIONS, embedding_base64, embedding_token
 from .upstream import FakeProvider, ProviderKind, Recorded
 
 __all__ = [
+    "CHAT_GROUPS",
     "EMBEDDING_DIMENSIONS",
+    "EMBEDDING_GROUPS",
     "Behaviour",
     "Delay",
     "Drop",
@@ -32,3 +34,7 @@ __all__ = [
     "embedding_tokens",
     "fake_embedding",
 ]
+
+# The built-in model groups (settings.DEFAULT_MODEL_GROUPS), as /v1/models lists them: sorted by name.
+CHAT_GROUPS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini")
+EMBEDDING_GROUPS = ("text-embedding-3-large", "text-embedding-3-small", "text-embedding-ada-002")

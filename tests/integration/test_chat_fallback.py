@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes import Delay, Drop, Fail, FakeProvider, Reply
+from tests.fakes import CHAT_GROUPS, EMBEDDING_GROUPS, Delay, Drop, Fail, FakeProvider, Reply
 from tests.harness import GatewayServer
 from tests.identity_support import create_key
 
@@ -282,7 +282,7 @@ def test_direct_routing(
 
 def test_models_lists_groups(gateway: GatewayServer) -> None:
     models = client(gateway).models.list()
-    assert [m.id for m in models.data] == ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"]
+    assert [m.id for m in models.data] == [*CHAT_GROUPS, *EMBEDDING_GROUPS]
     assert all(m.owned_by == "llm-gateway" for m in models.data)
 
 

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from llm_gateway.auth.api_keys import generate_key
-from tests.fakes import FakeProvider
+from tests.fakes import CHAT_GROUPS, EMBEDDING_GROUPS, FakeProvider
 from tests.harness import GatewayServer
 from tests.identity_support import (
     ADMIN_HEADERS,
@@ -109,7 +109,7 @@ def test_sdk_with_an_api_key(gateway: GatewayServer, upstream: FakeProvider) -> 
     client = sdk(gateway, create_key(gateway.base_url, "alice"))
     completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
     assert completion.choices[0].message.content == "Hello from openai"
-    assert [m.id for m in client.models.list().data] == ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini"]
+    assert [m.id for m in client.models.list().data] == [*CHAT_GROUPS, *EMBEDDING_GROUPS]
     # The gateway's credential goes upstream, never the caller's.
     assert upstream.chat_requests[-1].headers["authorization"] == f"Bearer {upstream.api_key}"
 
@@ -118,7 +118,7 @@ def test_sdk_with_a_jwt(gateway: GatewayServer, make_jwt: Callable[..., str]) ->
     client = sdk(gateway, make_jwt())
     stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "Hello from openai"
-    assert len(client.models.list().data) == 4
+    assert len(client.models.list().data) == len(CHAT_GROUPS) + len(EMBEDDING_GROUPS)
 
 
 def test_sdk_with_x_api_key_header(gateway: GatewayServer) -> None:
