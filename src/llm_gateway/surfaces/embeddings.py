@@ -120,10 +120,11 @@ def _count(texts: list[str], model: str) -> int:
 
 def _pack(item: dict[str, Any]) -> dict[str, Any]:
     vector = item.get("embedding")
-    if not isinstance(vector, list) or not all(isinstance(value, float | int) for value in vector):
-        return item  # base64 already, or something to keep as it came
-    packed = array("f", vector)
-    if array("f").itemsize != 4:  # pragma: no cover - every platform CPython runs on has a 4-byte float
+    if not isinstance(vector, list):
+        return item  # base64 already: kept as it came
+    try:
+        packed = array("f", vector)  # C speed; refuses anything but numbers
+    except (TypeError, OverflowError):
         return item
     data = packed.tobytes() if _LITTLE_ENDIAN else _swapped(packed)
     return {**{k: v for k, v in item.items() if k != "embedding"}, _PACKED: base64.b64encode(data).decode()}
