@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from llm_gateway.api.endpoint import SurfaceEndpoint
+from llm_gateway.api.endpoint import SurfaceEndpoint, documented_body, documented_errors
 from llm_gateway.errors import GatewayError, InternalError
 from llm_gateway.schemas.core import ChatRequest
 from llm_gateway.schemas.openai import ChatCompletion, ErrorEnvelope, parse_chat_request
@@ -18,16 +16,6 @@ from llm_gateway.surfaces.chat import ChatSurface
 CHAT = ChatSurface()
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
-}
-_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
-    },
-}
-
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 
@@ -35,8 +23,11 @@ CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 @router.post(
     "/v1/chat/completions",
     summary="Create a chat completion",
-    openapi_extra=_DOC,
-    responses={200: {"model": ChatCompletion, "content": {"text/event-stream": {}}}, **_ERRORS},
+    openapi_extra=documented_body("ChatCompletionRequest"),
+    responses={
+        200: {"model": ChatCompletion, "content": {"text/event-stream": {}}},
+        **documented_errors(ErrorEnvelope),
+    },
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion() -> Response:

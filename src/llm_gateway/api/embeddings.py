@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from llm_gateway.api.endpoint import SurfaceEndpoint
+from llm_gateway.api.endpoint import SurfaceEndpoint, documented_body, documented_errors
 from llm_gateway.errors import InternalError
 from llm_gateway.schemas.embeddings import CreateEmbeddingResponse, EmbeddingsRequest, parse_embeddings_request
 from llm_gateway.schemas.openai import ErrorEnvelope
@@ -19,22 +17,13 @@ EMBEDDINGS = EmbeddingsSurface()
 EMBEDDINGS_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 
 router = APIRouter()
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope} for status in (400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
-}
-_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateEmbeddingRequest"}}},
-    },
-}
 
 
 @router.post(
     "/v1/embeddings",
     summary="Create embeddings",
-    openapi_extra=_DOC,
-    responses={200: {"model": CreateEmbeddingResponse}, **_ERRORS},
+    openapi_extra=documented_body("CreateEmbeddingRequest"),
+    responses={200: {"model": CreateEmbeddingResponse}, **documented_errors(ErrorEnvelope)},
 )
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings() -> Response:

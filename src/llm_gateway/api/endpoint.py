@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from starlette.datastructures import Headers, State
 from starlette.requests import ClientDisconnect
@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", bound=SurfaceRequest)
 
 _SSE_RAW_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
+ERROR_STATUSES = (400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
+
+
+def documented_body(schema: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body by hand: the request schema ``create_app`` adds."""
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def documented_errors(envelope: type, statuses: tuple[int, ...] = ERROR_STATUSES) -> dict[int | str, dict[str, Any]]:
+    """``responses`` entries for a route's errors, in its surface's envelope."""
+    return {status: {"model": envelope} for status in statuses}
 
 
 class SurfaceEndpoint(Generic[R]):

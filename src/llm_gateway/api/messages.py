@@ -14,7 +14,14 @@ from fastapi.responses import Response
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from llm_gateway.api.endpoint import SurfaceEndpoint, read_body, send_json
+from llm_gateway.api.endpoint import (
+    ERROR_STATUSES,
+    SurfaceEndpoint,
+    documented_body,
+    documented_errors,
+    read_body,
+    send_json,
+)
 from llm_gateway.api.envelopes import Rendered, anthropic_error
 from llm_gateway.asgi import route_path
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamError
@@ -41,20 +48,13 @@ COUNT_TOKENS_TIMEOUT_SECONDS = 10.0
 router = APIRouter()
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": AnthropicErrorEnvelope} for status in (400, 401, 403, 404, 413, 415, 429, 502, 503, 504, 529)
-}
-
-
-def _body(schema: str) -> dict[str, Any]:
-    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
-    return {"requestBody": {"required": True, "content": content}}
+_ERRORS = documented_errors(AnthropicErrorEnvelope, (*ERROR_STATUSES, 529))
 
 
 @router.post(
     MESSAGES_PATH,
     summary="Create a message (Anthropic's Messages API)",
-    openapi_extra=_body("MessagesRequest"),
+    openapi_extra=documented_body("MessagesRequest"),
     responses={200: {"model": Message, "content": {"text/event-stream": {}}}, **_ERRORS},
 )
 async def create_message() -> Response:
@@ -65,7 +65,7 @@ async def create_message() -> Response:
 @router.post(
     COUNT_TOKENS_PATH,
     summary="Count the tokens of a message (Anthropic's Messages API)",
-    openapi_extra=_body("CountTokensRequest"),
+    openapi_extra=documented_body("CountTokensRequest"),
     responses={200: {"model": TokenCount}, **_ERRORS},
 )
 async def count_message_tokens() -> Response:
