@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__, tokens
 from llm_gateway.api import admin, chat, embeddings, health, messages, metrics, models, usage
-from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.api.error_response import error_response
+from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.asgi import route_path
 from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache

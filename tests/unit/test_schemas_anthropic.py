@@ -44,7 +44,7 @@ from llm_gateway.schemas.anthropic import (
     parse_count_tokens_request,
     parse_messages_request,
 )
-from llm_gateway.schemas.anthropic_stream import split_frame
+from llm_gateway.schemas.sse_frames import split_frame
 
 WEATHER_TOOL = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}
 FULL_BODY: dict[str, Any] = {

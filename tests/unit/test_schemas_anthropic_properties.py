@@ -15,8 +15,9 @@ from pydantic import TypeAdapter
 
 from llm_gateway.errors import InvalidRequest
 from llm_gateway.schemas.anthropic import parse_count_tokens_request, parse_messages_request
-from llm_gateway.schemas.anthropic_stream import MessageAssembly, message_to_events, split_frame
+from llm_gateway.schemas.anthropic_stream import MessageAssembly, message_to_events
 from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens
+from llm_gateway.schemas.sse_frames import split_frame
 from tests.strategies import (
     ANY_JSON,
     IGNORE_RANDOM_FROM_OTHER_THREADS,

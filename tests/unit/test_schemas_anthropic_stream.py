@@ -14,15 +14,14 @@ from pydantic import TypeAdapter
 
 from llm_gateway.schemas.anthropic_stream import (
     MessageAssembly,
-    frame,
     is_complete_message,
     message_text,
     message_to_events,
     message_usage,
-    split_frame,
     stop_reasons,
 )
 from llm_gateway.schemas.core import Usage
+from llm_gateway.schemas.sse_frames import frame, split_frame
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 STREAM_EVENT = TypeAdapter(RawMessageStreamEvent)

@@ -13,8 +13,8 @@ from typing import Any, TypeGuard
 import orjson
 
 from llm_gateway.errors import AllProvidersRefused, GatewayError, InvalidRequest
-from llm_gateway.schemas.anthropic_stream import frame
 from llm_gateway.schemas.openai import load_json_object  # orjson, an object, at most 64 levels deep
+from llm_gateway.schemas.sse_frames import frame
 
 # Anthropic's floor for ``thinking.budget_tokens`` (it refuses less, whatever the model). It is not also
 # held below ``max_tokens`` here: with interleaved thinking Anthropic lets the budget exceed it, and the

@@ -1,4 +1,4 @@
-"""Pure helpers over Anthropic ``message`` objects and their stream events: SSE framing, a stream
+"""Pure helpers over Anthropic ``message`` objects and their stream events (framed by ``sse_frames``): a stream
 assembled into the message (for the cache), a stored message replayed as events, usage and text.
 
 Everything here is linear in the size of the answer: streamed pieces are kept as lists and joined
@@ -12,28 +12,10 @@ from typing import Any
 import orjson
 
 from llm_gateway.schemas.core import Usage
+from llm_gateway.schemas.sse_frames import frame
 
 # The zero usage of a stream whose message_start never came (the message then is not complete either).
 _NO_USAGE = {"input_tokens": 0, "output_tokens": 0}
-
-
-def frame(event: str, data: bytes) -> bytes:
-    """One SSE event as Anthropic sends it: ``event: <name>\\ndata: <json>\\n\\n``."""
-    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
-
-
-def split_frame(framed: bytes) -> tuple[str, bytes]:
-    """The inverse of ``frame``: (event name, data). Several ``data:`` lines join with newlines, as SSE does."""
-    event = ""
-    data: list[bytes] = []
-    for line in framed.split(b"\n"):
-        field, _, value = line.partition(b":")
-        value = value.removeprefix(b" ")
-        if field == b"event":
-            event = value.decode()
-        elif field == b"data":
-            data.append(value)
-    return event, b"\n".join(data)
 
 
 def _tokens(usage: dict[str, Any], key: str) -> int:

@@ -10,28 +10,26 @@ Stream items are Anthropic's SSE events, framed (``event: …\\ndata: …\\n\\n`
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 
 from llm_gateway.cache import cache_key
-from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.providers.base import NativeMessages, Provider
 from llm_gateway.schemas.anthropic import MessagesRequest
 from llm_gateway.schemas.anthropic_stream import (
     MessageAssembly,
-    frame,
     is_complete_message,
     message_text,
     message_to_events,
     message_usage,
-    split_frame,
     stop_reasons,
 )
 from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens_async
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
+from llm_gateway.schemas.sse_frames import split_frame
 from llm_gateway.surfaces.base import StreamObserver
+from llm_gateway.surfaces.translated import TranslatedStream
 from llm_gateway.translate.messages_chat import ChatToMessagesStream, chat_to_message, dropped_params, messages_to_chat
 
 # The events that carry an answer's content: after the first of them a stream cannot fall back.
@@ -160,35 +158,3 @@ class MessagesSurface:
             if isinstance(parsed, dict):
                 assembly.feed(event, parsed)
         return assembly.result()
-
-
-class TranslatedStream:
-    """An OpenAI-compatible deployment's chunk stream, as Anthropic's stream events (framed)."""
-
-    def __init__(self, upstream: ChunkStream, translator: ChatToMessagesStream) -> None:
-        self._upstream = upstream
-        self._translator = translator
-        self._iterator = self._events()
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._upstream.usage or self._translator.usage
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterator
-
-    async def _events(self) -> AsyncGenerator[bytes, None]:
-        translator = self._translator
-        async for payload in self._upstream:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise UpstreamStreamError("The upstream sent an invalid stream event.") from None
-            for event, data in translator.feed(chunk) if isinstance(chunk, dict) else ():
-                yield frame(event, orjson.dumps(data))
-        for event, data in translator.finish():
-            yield frame(event, orjson.dumps(data))
-
-    async def aclose(self) -> None:
-        await self._iterator.aclose()
-        await self._upstream.aclose()
