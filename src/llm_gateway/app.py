@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -25,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway import __version__, tokens
-from llm_gateway.api import admin, chat, embeddings, health, messages, metrics, models, usage
+from llm_gateway.api import admin, chat, embeddings, health, messages, metrics, models, responses, usage
 from llm_gateway.api.error_response import error_response
 from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.asgi import route_path
@@ -42,7 +43,9 @@ from llm_gateway.schemas.anthropic_docs import CountTokensRequest
 from llm_gateway.schemas.anthropic_docs import MessagesRequest as MessagesRequestDoc
 from llm_gateway.schemas.embeddings import CreateEmbeddingRequest
 from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
+from llm_gateway.schemas.responses import CreateResponseRequest
 from llm_gateway.settings import GatewayConfig, Settings, load_settings
+from llm_gateway.store.conversations import ConversationStore
 from llm_gateway.store.db import open_database
 from llm_gateway.store.ledger import UsageLedger
 from llm_gateway.store.redis import PrefixedRedis, open_redis
@@ -82,6 +85,10 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
             ledger = UsageLedger(database)
             ledger.start()
             stack.push_async_callback(ledger.aclose)
+            conversations = ConversationStore(database, ttl=timedelta(days=settings.responses_ttl_days))
+            conversations.start()
+            stack.push_async_callback(conversations.aclose)
+            app.state.conversations = conversations
             limits = _limits(settings, redis, ledger)
             stack.push_async_callback(limits.aclose)
             cache = await stack.enter_async_context(_cache(settings, on_error=app.state.telemetry.metrics.cache_error))
@@ -139,7 +146,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
         # Starlette would answer `/v1/models/` with a redirect to an absolute URL built from the Host header.
         redirect_slashes=False,
     )
-    for module in (chat, messages, embeddings, models, usage, admin, health, metrics):
+    for module in (chat, messages, embeddings, responses, models, usage, admin, health, metrics):
         app.include_router(module.router)
     telemetry = app.state.telemetry = telemetry or build_telemetry(config)
     _install_error_handlers(app)
@@ -161,6 +168,7 @@ def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry) -> 
     routes = {path: chat.CHAT.route for path in chat.CHAT_PATHS}
     routes |= {path: messages.MESSAGES.route for path in messages.MESSAGES_PATHS}
     routes |= {path: embeddings.EMBEDDINGS.route for path in embeddings.EMBEDDINGS_PATHS}
+    routes |= {path: responses.RESPONSES.route for path in responses.RESPONSES_PATHS}
     return telemetry.wrap(entry, routes=routes)
 
 
@@ -174,10 +182,12 @@ class GatewayApp(FastAPI):
         self.chat_endpoint: ASGIApp = chat.ChatEndpoint(self.state)
         self.messages_endpoint: ASGIApp = messages.MessagesEndpoint(self.state)
         self.embeddings_endpoint: ASGIApp = embeddings.EmbeddingsEndpoint(self.state)
+        self.responses_endpoint: ASGIApp = responses.ResponsesEndpoint(self.state)
         self._endpoints: dict[str, ASGIApp] = {
             **dict.fromkeys(chat.CHAT_PATHS, self.chat_endpoint),
             **dict.fromkeys(messages.MESSAGES_PATHS, self.messages_endpoint),
             **dict.fromkeys(embeddings.EMBEDDINGS_PATHS, self.embeddings_endpoint),
+            **dict.fromkeys(responses.RESPONSES_PATHS, self.responses_endpoint),
         }
         self.entry: ASGIApp = self.dispatch
 
@@ -333,6 +343,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "MessagesRequest": MessagesRequestDoc,
             "CountTokensRequest": CountTokensRequest,
             "CreateEmbeddingRequest": CreateEmbeddingRequest,
+            "CreateResponseRequest": CreateResponseRequest,
         }
         for name, model in bodies.items():
             defs = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -95,14 +95,25 @@ class SurfaceEndpoint(Generic[R]):
                 self.surface, request, identity, request_id=request_id, cache_control=cache_control
             )
             try:
-                await send_sse(receive, send, self._framed(answer.chunks), answer.headers)
+                items = self.relayed(answer.chunks, answer.headers, request, identity)
+                await send_sse(receive, send, self._framed(items), answer.headers)
             finally:  # settles and records the stream, however it ended (cancelled before its first byte too)
                 await answer.aclose()
             return
         result = await pipeline.complete(
             self.surface, request, identity, request_id=request_id, cache_control=cache_control
         )
+        await self.answered(result.body, result.headers, request, identity)
         await send_json(send, 200, result.body, result.headers)
+
+    async def answered(self, body: bytes, headers: dict[str, str], request: R, identity: Identity) -> None:
+        """A whole answer, before it is sent (the Responses surface keeps it for follow-ups here)."""
+
+    def relayed(
+        self, items: AsyncIterator[bytes], headers: dict[str, str], request: R, identity: Identity
+    ) -> AsyncIterator[bytes]:
+        """A stream's items on their way to the caller (the Responses surface watches them here)."""
+        return items
 
     async def identify(self, scope: Scope, headers: Headers) -> Identity:
         """Who is calling (401 before the body is looked at), kept in the request's state for the telemetry
