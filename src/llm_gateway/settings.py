@@ -157,6 +157,9 @@ class Settings(BaseModel):
     cache_redis_timeout_seconds: float = Field(0.05, gt=0, le=5)
     cache_redis_open_seconds: float = Field(5.0, ge=0, le=300)  # how long to stop trying a failing Redis
 
+    # How long POST /v1/responses answers are kept for previous_response_id and GET (unless store is false).
+    responses_ttl_days: int = Field(30, ge=1, le=3650)
+
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
     groq_api_key: SecretStr | None = None

@@ -23,6 +23,7 @@ def test_defaults_follow_the_design() -> None:
     assert (s.rate_limit_per_minute, s.anon_rate_limit_per_minute) == (60, 10)
     assert (s.default_monthly_token_budget, s.anon_monthly_token_budget) == (1_000_000, 10_000)
     assert (s.cache_ttl_seconds, s.cache_scope) == (300, "user")
+    assert s.responses_ttl_days == 30
     assert s.max_request_bytes == 4 * 1024 * 1024
     assert (s.upstream_timeout_seconds, s.request_timeout_seconds) == (600, 900)
     assert s.allow_anonymous is True and s.jwt_algorithm == "HS256"
@@ -108,6 +109,7 @@ models:
         ({"CACHE_SCOPE": "team"}, "CACHE_SCOPE"),
         ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
         ({"MAX_REQUEST_BYTES": "-1"}, "MAX_REQUEST_BYTES"),
+        ({"RESPONSES_TTL_DAYS": "0"}, "RESPONSES_TTL_DAYS"),
         ({"ALLOW_ANONYMOUS": "perhaps"}, "ALLOW_ANONYMOUS"),
         ({"GATEWAY_CONFIG": "/does/not/exist.yaml"}, "GATEWAY_CONFIG"),
         ({"JWT_PUBLIC_KEY": "pem", "JWT_ALGORITHM": "HS256"}, "JWT_ALGORITHM"),

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Connection, Insert, event, inspect, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = "llm_gateway.store:migrations"
 # The newest migration in migrations/versions/. A new migration must update it (a test compares it
 # with Alembic's head): a database at this revision skips Alembic altogether at start-up.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 VERSION_TABLE = "alembic_version"  # Alembic's default, where it keeps the revision a database is at
 # Any fixed number: every gateway process and the CLI take this lock while migrating PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777
@@ -68,6 +69,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def _json_text(value: Any) -> str:
+    # JSON columns hold whole conversations: orjson's compact form (no spaces after separators, unlike
+    # json.dumps), several times faster. Everything stored was parsed by orjson, so it serializes back.
+    return orjson.dumps(value).decode()
+
+
 def _journal_mode(cursor: Any) -> str:
     cursor.execute("PRAGMA journal_mode")
     return str(cursor.fetchone()[0]).lower()
@@ -80,7 +87,13 @@ class Database:
         self.url = async_url(url)
         # asyncpg waits 60 s for a connection by default: a host that drops packets would hold requests that long.
         connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS} if self.url.startswith("postgresql") else {}
-        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -116,3 +116,22 @@ class UsageRecord(Base):
     # The inbound API the request came through (``chat``, ``messages``, ``embeddings``, ``responses``).
     # No index: reports read a user's or a key's month, which the indexes above already narrow.
     endpoint: Mapped[str] = mapped_column(String(32), server_default="chat")
+
+
+class StoredResponseRecord(Base):
+    """A response of ``POST /v1/responses`` kept for ``previous_response_id`` and ``GET``, until ``expires_at``."""
+
+    __tablename__ = "responses"
+
+    # The response id ("resp_..."): the upstream's own for a native answer, so a follow-up can pass it on.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # No index on owner: every lookup is by id, and the owner is checked on that one row.
+    owner: Mapped[str] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(64))
+    native: Mapped[bool] = mapped_column(Boolean)  # answered by the provider's own Responses API
+    model_group: Mapped[str] = mapped_column(String(255))
+    # JSON, not PostgreSQL's JSONB: the text is kept as written (compact, keys in order, any escape).
+    input_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # the purge walks this index

@@ -1,0 +1,196 @@
+"""The conversation store: responses of ``POST /v1/responses`` kept in the database for their owner.
+
+``previous_response_id`` expands from it (or passes through to the native provider that made it), and
+``GET``/``DELETE /v1/responses/{id}`` read and remove it. Rows expire after ``ttl``; a background task
+deletes expired rows in small batches, and reads never see an expired row even before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from llm_gateway.errors import ServiceUnavailable
+from llm_gateway.store.db import Database, insert_ignoring_conflicts
+from llm_gateway.store.tables import StoredResponseRecord, utcnow
+
+log = logging.getLogger(__name__)
+_TABLE = cast(Table, StoredResponseRecord.__table__)
+_ID_LENGTH = 64  # the id column's width
+PURGE_BATCH = 1000  # rows per DELETE: each batch is its own short transaction
+_FIRST_PURGE_SECONDS = 10.0  # after start(): soon, but not in the middle of start-up
+_FIRST_RETRY_SECONDS = 5.0  # after a failed purge, doubling up to the purge interval
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    id: str
+    owner: str
+    provider: str  # the provider that answered
+    native: bool  # answered by that provider's own Responses API: it knows this id too
+    model_group: str
+    input_items: list[dict[str, Any]]  # the whole conversation's input up to this response
+    response: dict[str, Any]  # the Response object as the caller got it
+    created_at: datetime
+    expires_at: datetime
+
+    def history(self) -> list[dict[str, Any]]:
+        """What a follow-up's ``previous_response_id`` expands to: the input, then this response's output."""
+        return [*self.input_items, *self.response.get("output", ())]
+
+
+class ConversationStore:
+    """Save, read and delete stored responses (one short transaction each); ``start()`` runs the purge."""
+
+    def __init__(
+        self, database: Database, *, ttl: timedelta = timedelta(days=30), purge_interval: float = 3600.0
+    ) -> None:
+        if ttl <= timedelta(0) or purge_interval <= 0:
+            raise ValueError("ttl and purge_interval must be positive")
+        self._database = database
+        self._ttl = ttl
+        self._purge_interval = purge_interval
+        self._insert = insert_ignoring_conflicts(database.backend, _TABLE)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def save(
+        self,
+        response: dict[str, Any],
+        *,
+        owner: str,
+        provider: str,
+        native: bool,
+        model_group: str,
+        input_items: list[dict[str, Any]],
+    ) -> None:
+        """Keep ``response`` (its ``id`` is the key) for ``ttl``. An id already stored keeps its first row.
+
+        Ignoring the duplicate, rather than overwriting, means no caller can replace another's response.
+        """
+        response_id = response.get("id")
+        if not isinstance(response_id, str) or not 0 < len(response_id) <= _ID_LENGTH:
+            # Only an upstream's own id can be odd: not storable, so a follow-up will find nothing.
+            log.warning(
+                "response from %s not stored: its id is not a string of 1 to %d characters", provider, _ID_LENGTH
+            )
+            return
+        now = utcnow()
+        values = {
+            "id": response_id,
+            "owner": owner,
+            "provider": provider,
+            "native": native,
+            "model_group": model_group,
+            "input_items": input_items,
+            "response": response,
+            "created_at": now,
+            "expires_at": now + self._ttl,
+        }
+        with _unavailable_on_failure("save"):
+            async with self._database.engine.begin() as connection:
+                await connection.execute(self._insert, values)
+
+    async def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        """The response, or None when it is unknown, expired or another owner's (one answer: no oracle)."""
+        query = select(_TABLE).where(
+            _TABLE.c.id == response_id, _TABLE.c.owner == owner, _TABLE.c.expires_at > utcnow()
+        )
+        with _unavailable_on_failure("read"):
+            async with self._database.engine.connect() as connection:
+                row = (await connection.execute(query)).mappings().first()
+        return None if row is None else StoredResponse(**row)
+
+    async def delete(self, response_id: str, owner: str) -> bool:
+        """Remove the response; False when it is unknown, expired or another owner's (that row stays)."""
+        statement = delete(_TABLE).where(
+            _TABLE.c.id == response_id, _TABLE.c.owner == owner, _TABLE.c.expires_at > utcnow()
+        )
+        with _unavailable_on_failure("delete"):
+            async with self._database.engine.begin() as connection:
+                result = await connection.execute(statement)
+        return bool(result.rowcount)
+
+    async def purge_expired(self) -> int:
+        """Delete every row expired by now, ``PURGE_BATCH`` at a time; the number of rows removed."""
+        return await self._purge(until=utcnow(), stop=None)
+
+    async def _purge(self, *, until: datetime, stop: asyncio.Event | None) -> int:
+        # Rows locked by a concurrent DELETE (an owner's, or another worker's purge) are skipped, not
+        # waited for, on PostgreSQL; SQLite has no row locks and ignores the clause.
+        batch = (
+            select(_TABLE.c.id)
+            .where(_TABLE.c.expires_at <= until)
+            .limit(PURGE_BATCH)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = delete(_TABLE).where(_TABLE.c.id.in_(batch))
+        removed = 0
+        while stop is None or not stop.is_set():
+            async with self._database.engine.begin() as connection:
+                deleted = (await connection.execute(statement)).rowcount
+            removed += deleted
+            if deleted < PURGE_BATCH:
+                break
+        return removed
+
+    def start(self) -> None:
+        """Start the background purge: first soon after start, then every ``purge_interval`` seconds."""
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name="conversation-store-purge")
+
+    async def _run(self) -> None:
+        delay, failures = min(self._purge_interval, _FIRST_PURGE_SECONDS), 0
+        while not await self._stopped_within(delay):
+            try:
+                removed = await self._purge(until=utcnow(), stop=self._stopping)
+            except Exception as exc:  # any failure (the database down, mostly): log it, back off, go on
+                failures += 1
+                delay = min(_FIRST_RETRY_SECONDS * 2 ** min(failures - 1, 16), self._purge_interval)
+                log.warning(
+                    "conversation store purge failed (%s, %d in a row); retrying in %.1f s",
+                    type(exc).__name__,
+                    failures,
+                    delay,
+                )
+                continue
+            if removed:
+                log.info("conversation store purge: %d expired responses removed", removed)
+            delay, failures = self._purge_interval, 0
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        return self._stopping.is_set()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Stop the purge and wait for it: a batch in flight may finish, for at most ``timeout`` seconds."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        self._stopping.set()
+        _, pending = await asyncio.wait({task}, timeout=timeout)
+        if pending:  # a database that does not answer: give up on the batch
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.contextmanager
+def _unavailable_on_failure(action: str) -> Iterator[None]:
+    """A database failure is a 503 whose message names no URL, credential or SQL (the log has the type)."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("conversation store %s failed: %s", action, type(exc).__name__)
+        raise ServiceUnavailable("The conversation store is unavailable; try again shortly.") from None

@@ -1,0 +1,368 @@
+"""The conversation store on a real database: ownership, expiry, the batched purge and its task, outages.
+
+Runs once on SQLite and once on PostgreSQL; the outage tests break a SQLite file and stop a throw-away
+PostgreSQL cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import pytest
+from alembic import command
+from sqlalchemy import Table, delete, event, func, insert, inspect, select, text, update
+
+from llm_gateway.errors import ServiceUnavailable
+from llm_gateway.store.conversations import PURGE_BATCH, ConversationStore, StoredResponse
+from llm_gateway.store.db import HEAD_REVISION, Database, alembic_config, open_database
+from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.tables import StoredResponseRecord
+from tests.identity_support import (
+    database_url,  # noqa: F401 - the module-scoped fixture, one run per backend
+    sibling_database,
+    sqlite_url,
+)
+from tests.services import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+TABLE = cast(Table, StoredResponseRecord.__table__)
+TTL = timedelta(days=30)
+INPUT: list[dict[str, Any]] = [
+    {"role": "system", "content": "Be brief."},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": 'Grüße, 世界 \u0000 "q" \\ 🙂'}]},
+]
+
+
+def response(response_id: str, text: str = "Hello!") -> dict[str, Any]:
+    """A Response object as the gateway answers it (trimmed to what matters here)."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": 1_764_930_000,
+        "status": "completed",
+        "error": None,
+        "model": "gpt-4o-mini",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            },
+            {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": '{"a": 1}'},
+        ],
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "metadata": {"k": "v"},
+        "usage": {"input_tokens": 2**40, "output_tokens": 3, "total_tokens": 2**40 + 3},
+    }
+
+
+def row(response_id: str, *, owner: str = "alice", expires_at: datetime) -> dict[str, Any]:
+    """A table row written directly, to put rows at any expiry without waiting for it."""
+    return {
+        "id": response_id,
+        "owner": owner,
+        "provider": "openai",
+        "native": False,
+        "model_group": "gpt-4o-mini",
+        "input_items": [],
+        "response": {"id": response_id, "output": []},
+        "created_at": expires_at - TTL,
+        "expires_at": expires_at,
+    }
+
+
+async def write_rows(database: Database, rows: list[dict[str, Any]]) -> None:
+    async with database.engine.begin() as connection:
+        await connection.execute(insert(TABLE), rows)
+
+
+async def stored_ids(database: Database) -> set[str]:
+    async with database.engine.connect() as connection:
+        return set((await connection.execute(select(TABLE.c.id))).scalars())
+
+
+async def count_rows(database: Database) -> int:
+    async with database.engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(TABLE))).scalar_one())
+
+
+async def expire(database: Database, response_id: str) -> None:
+    async with database.engine.begin() as connection:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await connection.execute(update(TABLE).where(TABLE.c.id == response_id).values(expires_at=past))
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:  # noqa: F811
+    """The module's database, its responses table emptied: each test counts rows from nothing."""
+    async with open_database(database_url) as opened:
+        async with opened.engine.begin() as connection:
+            await connection.execute(delete(TABLE))
+        yield opened
+
+
+@pytest.fixture
+async def store(database: Database) -> AsyncIterator[ConversationStore]:
+    conversations = ConversationStore(database, ttl=TTL)
+    yield conversations
+    await conversations.aclose()
+
+
+async def test_a_saved_response_reads_back_whole_for_its_owner(store: ConversationStore) -> None:
+    before = datetime.now(UTC)
+    body = response("resp_round_trip")
+    await store.save(body, owner="alice", provider="openai", native=True, model_group="gpt-4o-mini", input_items=INPUT)
+
+    stored = await store.get("resp_round_trip", "alice")
+
+    assert stored is not None
+    assert stored == StoredResponse(
+        id="resp_round_trip",
+        owner="alice",
+        provider="openai",
+        native=True,
+        model_group="gpt-4o-mini",
+        input_items=INPUT,
+        response=body,
+        created_at=stored.created_at,
+        expires_at=stored.created_at + TTL,
+    )
+    assert stored.created_at.utcoffset() == timedelta(0) and stored.expires_at.utcoffset() == timedelta(0)
+    assert before - timedelta(seconds=1) <= stored.created_at <= datetime.now(UTC)
+    assert stored.history() == [*INPUT, *body["output"]]
+
+
+async def test_json_is_stored_compact(store: ConversationStore, database: Database) -> None:
+    body = response("resp_compact")
+    await store.save(body, owner="alice", provider="groq", native=False, model_group="g", input_items=INPUT)
+    async with database.engine.connect() as connection:
+        query = text("SELECT CAST(response AS TEXT), CAST(input_items AS TEXT) FROM responses WHERE id = :id")
+        raw_response, raw_input = (await connection.execute(query, {"id": "resp_compact"})).one()
+    assert raw_response == orjson.dumps(body).decode()
+    assert raw_input == orjson.dumps(INPUT).decode()
+
+
+async def test_another_owner_can_neither_read_nor_delete(store: ConversationStore) -> None:
+    await store.save(
+        response("resp_private"), owner="alice", provider="openai", native=False, model_group="g", input_items=[]
+    )
+
+    assert await store.get("resp_private", "mallory") is None
+    assert await store.get("resp_unknown", "alice") is None
+    assert await store.delete("resp_private", "mallory") is False
+    assert await store.delete("resp_unknown", "alice") is False
+    assert await store.get("resp_private", "alice") is not None  # still there
+
+    assert await store.delete("resp_private", "alice") is True
+    assert await store.get("resp_private", "alice") is None
+    assert await store.delete("resp_private", "alice") is False
+
+
+async def test_an_expired_response_is_gone_for_reads_before_the_purge(
+    store: ConversationStore, database: Database
+) -> None:
+    await store.save(
+        response("resp_old"), owner="alice", provider="openai", native=False, model_group="g", input_items=[]
+    )
+    await expire(database, "resp_old")
+
+    assert await store.get("resp_old", "alice") is None
+    assert await store.delete("resp_old", "alice") is False
+    assert await stored_ids(database) == {"resp_old"}  # left for the purge
+
+
+async def test_a_duplicate_id_keeps_the_first_owners_response(store: ConversationStore) -> None:
+    first = response("resp_same", "alice's answer")
+    await store.save(first, owner="alice", provider="openai", native=True, model_group="g", input_items=INPUT)
+    await store.save(
+        response("resp_same", "mallory's answer"),
+        owner="mallory",
+        provider="groq",
+        native=False,
+        model_group="h",
+        input_items=[],
+    )
+
+    assert await store.get("resp_same", "mallory") is None
+    stored = await store.get("resp_same", "alice")
+    assert stored is not None and (stored.response, stored.provider, stored.input_items) == (first, "openai", INPUT)
+
+
+async def test_an_id_the_column_cannot_hold_is_not_stored(
+    store: ConversationStore, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="llm_gateway.store.conversations")
+    await store.save(
+        response("resp_" + "x" * 60), owner="alice", provider="odd", native=True, model_group="g", input_items=[]
+    )
+    await store.save({"output": []}, owner="alice", provider="odd", native=True, model_group="g", input_items=[])
+    assert await count_rows(database) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "response from odd not stored: its id is not a string of 1 to 64 characters"
+    ] * 2
+
+
+async def test_the_purge_removes_exactly_the_expired_rows_in_batches(
+    store: ConversationStore, database: Database
+) -> None:
+    now = datetime.now(UTC)
+    expired = [row(f"resp_gone_{i}", expires_at=now - timedelta(minutes=1 + i % 7)) for i in range(2 * PURGE_BATCH + 1)]
+    live = [row(f"resp_live_{i}", expires_at=now + timedelta(minutes=5)) for i in range(5)]
+    await write_rows(database, expired + live)
+    deletes: list[str] = []
+    event.listen(database.engine.sync_engine, "before_cursor_execute", lambda *a: deletes.append(a[2]))
+
+    assert await store.purge_expired() == len(expired)
+
+    assert await stored_ids(database) == {r["id"] for r in live}
+    assert len([s for s in deletes if s.lstrip().upper().startswith("DELETE")]) == 3  # 1,000 + 1,000 + 1
+    assert await store.purge_expired() == 0
+
+
+async def test_the_background_task_purges_until_closed(database: Database) -> None:
+    store = ConversationStore(database, ttl=TTL, purge_interval=0.05)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await write_rows(database, [row("resp_a", expires_at=past), row("resp_b", expires_at=past)])
+    store.start()
+    task = store._task
+    assert task is not None
+
+    await eventually(lambda: _empty(database))
+
+    await store.aclose()
+    assert task.done() and not task.cancelled()
+    await write_rows(database, [row("resp_c", expires_at=past)])
+    await asyncio.sleep(0.3)
+    assert await stored_ids(database) == {"resp_c"}  # nothing purges any more
+    await store.aclose()  # a second close is harmless
+
+
+async def _empty(database: Database) -> bool:
+    return await count_rows(database) == 0
+
+
+async def test_the_purge_task_survives_an_outage_without_spinning(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="llm_gateway.store.conversations")
+    await write_rows(database, [row("resp_a", expires_at=datetime.now(UTC) - timedelta(seconds=1))])
+    await database.engine.dispose()  # every connection from now on is a new one
+
+    def refuse(*args: Any) -> None:
+        raise OSError("connection refused")
+
+    event.listen(database.engine.sync_engine, "do_connect", refuse)
+    store = ConversationStore(database, ttl=TTL, purge_interval=0.1)
+    store.start()
+    try:
+        await asyncio.sleep(1.0)
+        failures = [r.getMessage() for r in caplog.records if "purge failed" in r.getMessage()]
+        assert 3 <= len(failures) <= 12  # it goes on trying, about once per interval
+        assert failures[0] == "conversation store purge failed (OSError, 1 in a row); retrying in 0.1 s"
+        assert store._task is not None and not store._task.done()
+
+        event.remove(database.engine.sync_engine, "do_connect", refuse)
+        await eventually(lambda: _empty(database))
+    finally:
+        await store.aclose()
+
+
+async def test_a_database_at_0003_with_ledger_rows_gains_the_table_and_keeps_the_rows(
+    database_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    async with sibling_database(database_url, tmp_path) as fresh, open_database(fresh, migrate=False) as database:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
+        ledger = UsageLedger(database)
+        for number in range(3):
+            ledger.record(UsageRow(request_id=f"req-{number}", user_id="bob", month="2026-12", model_group="g"))
+        assert await ledger.flush_once()
+
+        assert await database.migrate() == HEAD_REVISION == "0004"  # what start-up runs
+
+        store = ConversationStore(database)
+        await store.save(
+            response("resp_new"), owner="bob", provider="openai", native=True, model_group="g", input_items=[]
+        )
+        assert await store.get("resp_new", "bob") is not None
+        async with database.engine.begin() as connection:
+            requests = (await connection.execute(text("SELECT request_id FROM usage_ledger"))).scalars().all()
+            assert sorted(requests) == ["req-0", "req-1", "req-2"]
+            await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0003"))
+            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+            assert "responses" not in tables and "usage_ledger" in tables
+            assert len((await connection.execute(text("SELECT id FROM usage_ledger"))).all()) == 3
+
+
+# -- outages: a 503 that names no URL, credential or SQL ----------------------------------------------
+
+SECRET_PASSWORD = "pw-5ecret-never-shown"
+
+
+async def assert_every_call_is_503(store: ConversationStore, caplog: pytest.LogCaptureFixture, *hidden: str) -> None:
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.save(
+            response("resp_x"), owner="alice", provider="openai", native=False, model_group="g", input_items=[]
+        ),
+        lambda: store.get("resp_x", "alice"),
+        lambda: store.delete("resp_x", "alice"),
+    ]
+    for call in calls:
+        with pytest.raises(ServiceUnavailable) as raised:
+            await call()
+        assert str(raised.value) == "The conversation store is unavailable; try again shortly."
+        assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    logged = caplog.text
+    for secret in (SECRET_PASSWORD, *hidden):
+        assert secret not in logged
+
+
+async def test_a_broken_sqlite_file_is_503(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="llm_gateway")
+    url = sqlite_url(tmp_path)
+    async with open_database(url) as database:
+        store = ConversationStore(database)
+        await store.save(
+            response("resp_x"), owner="alice", provider="openai", native=False, model_group="g", input_items=[]
+        )
+        await database.engine.dispose()
+        for path in tmp_path.glob("gateway.db*"):
+            path.unlink()
+        (tmp_path / "gateway.db").write_bytes(b"this is not a database file, and never was" * 100)
+
+        await assert_every_call_is_503(store, caplog, str(tmp_path))
+
+
+async def test_a_stopped_postgresql_is_503(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="llm_gateway")
+    server = PostgresServer().start()
+    try:
+        url = f"postgresql://postgres:{SECRET_PASSWORD}@127.0.0.1:{server.port}/postgres"
+        async with open_database(url) as database:
+            store = ConversationStore(database)
+            await store.save(
+                response("resp_x"), owner="alice", provider="openai", native=False, model_group="g", input_items=[]
+            )
+            server.stop()
+
+            await assert_every_call_is_503(store, caplog, f"127.0.0.1:{server.port}")
+    finally:
+        server.stop()
