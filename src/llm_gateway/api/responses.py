@@ -180,7 +180,8 @@ class ResponsesEndpoint(SurfaceEndpoint[ResponsesRequest]):
                 provider=provider,
                 native=native,
                 model_group=request.model,
-                input_items=[*request.history(), *input_items(request.body)],
+                input_items=input_items(request.body),
+                previous_id=request.previous.id if request.previous is not None else None,
             )
         except ServiceUnavailable as exc:
             log.warning("response %s not stored: %s", response["id"], exc.message)
