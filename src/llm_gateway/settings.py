@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 PUBLIC_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -61,6 +61,9 @@ class ProviderConfig(BaseModel):
     # The name an OpenAI-compatible server takes for the completion cap the gateway always sends: OpenAI,
     # Groq and vLLM take max_completion_tokens; older servers (Ollama, llama.cpp) know only max_tokens.
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    # The Responses API (/v1/responses): passed through to a server that implements it ("native"), or translated
+    # to Chat Completions; unset, only the provider named ``openai`` of type ``openai`` is native.
+    responses: Literal["native", "translated"] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -68,6 +71,19 @@ class ProviderConfig(BaseModel):
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("responses")
+    @classmethod
+    def _native_needs_openai_wire(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "native" and info.data.get("type") == "anthropic":
+            raise ValueError("'native' needs a provider of type openai (Anthropic has no /v1/responses)")
+        return value
+
+    def native_responses(self, name: str) -> bool:
+        """Whether the provider called ``name`` takes the Responses API natively (``POST <base_url>/responses``)."""
+        if self.responses is not None:
+            return self.responses == "native"
+        return name == "openai" and self.type == "openai"
 
     @property
     def usable(self) -> bool:

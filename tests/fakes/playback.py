@@ -88,8 +88,9 @@ async def play(
             if not streaming:
                 status = wire.stream_error_status
                 return json_answer(wire, status, wire.error(status, message, error_type))
-            error_event = wire.stream_error(message, error_type)
-            return await _stream(request, wire, wire.stream(body, reply), reply.chunk_delay, error=(after, error_event))
+            planned = wire.stream(body, reply)
+            error_event = planned.failure_after(after, message, error_type) or wire.stream_error(message, error_type)
+            return await _stream(request, wire, planned, reply.chunk_delay, error=(after, error_event))
         case Flood() | EchoHeaders():
             return await _play_hostile(behaviour, request, wire, body, streaming=streaming)
     raise TypeError(f"not a behaviour: {behaviour!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,15 @@ class StreamPlan:
     head: list[bytes]
     chunks: list[list[bytes]]
     tail: list[bytes]
+    # For a wire whose failure event carries its place in the stream (OpenAI Responses' ``response.failed``,
+    # numbered by ``sequence_number``): (events sent before it, message, error type) -> the event.
+    failure: Callable[[int, str | None, str | None], bytes] | None = None
+
+    def failure_after(self, chunks: int, message: str | None, error_type: str | None) -> bytes | None:
+        """The event that fails the stream after ``chunks`` content chunks, or None: the wire's ``stream_error``."""
+        if self.failure is None:
+            return None
+        return self.failure(len(self.head) + sum(len(chunk) for chunk in self.chunks[:chunks]), message, error_type)
 
 
 def plan(events: list[tuple[bytes, bool]]) -> StreamPlan:

@@ -4,7 +4,8 @@ Each ``FakeProvider`` runs aiohttp in a daemon thread with its own event loop, s
 async tests and a gateway under test can all talk to it; tests script it with ``push``.
 
 The OpenAI and Groq fakes also serve ``POST <base_url>/embeddings`` (vectors from ``fake_embedding``); the
-Anthropic fake, like the real API, has no embeddings endpoint and answers it with its 404.
+Anthropic fake, like the real API, has no embeddings endpoint and answers it with its 404. The OpenAI fake alone
+serves the Responses API, ``POST /v1/responses`` (``responses_wire.py``); the others answer it with their 404.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from .anthropic_wire import AnthropicWire, count_tokens
 from .behaviours import Behaviour, Delay, Drop, Fail, Reply
 from .openai_wire import OpenAIWire
 from .playback import ProviderWire, json_answer, play
+from .responses_wire import ResponsesWire
 
 # Where an embeddings request goes when the provider has none (Anthropic): its 404, recorded like any request.
 _NO_EMBEDDINGS_PATH = "/v1/embeddings"
+# Where a Responses request goes (``<base_url>/responses``); only the OpenAI fake answers it.
+_RESPONSES_PATHS = {"openai": "/v1/responses", "groq": "/openai/v1/responses", "anthropic": "/v1/responses"}
 
 ProviderKind = Literal["openai", "anthropic", "groq"]
 # What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
@@ -55,12 +59,16 @@ class Recorded:
 class FakeProvider:
     """One fake provider ("openai", "anthropic" or "groq") on 127.0.0.1 and a free port.
 
-    Chat and embeddings requests are authenticated and validated like the real API does (a rejected
-    request consumes no behaviour), then answered by the next pushed behaviour, or the default
-    (``Reply()``). The two share one queue: ``push(Fail(500))`` fails the next request of either kind.
+    Chat, embeddings and (OpenAI) Responses requests are authenticated and validated like the real API does
+    (a rejected request consumes no behaviour), then answered by the next pushed behaviour, or the default
+    (``Reply()``). They share one queue: ``push(Fail(500))`` fails the next request of any kind.
     An embeddings request renders ``Reply`` as its embeddings list (the ``Reply``'s text and token
     counts are ignored: usage is counted from the input), ``FailMidStream``/``Stall`` as that list cut or
     paused halfway, and ``StreamError`` as the plain 500; the other behaviours as for chat.
+    A Responses request renders ``Reply`` as a ``response`` (or its typed events when ``stream`` is true;
+    ``cache_read_tokens`` is then ``input_tokens_details.cached_tokens``) and ``StreamError`` as
+    ``response.failed``; a ``previous_response_id`` it did not create (and keep: ``stored_responses``) is
+    refused with ``previous_response_not_found``.
     """
 
     def __init__(self, kind: ProviderKind, *, api_key: str | None = None) -> None:
@@ -78,6 +86,7 @@ class FakeProvider:
         self._requests: list[Recorded] = []
         wire = self._wire
         self._embeddings_path = wire.embeddings_path if isinstance(wire, OpenAIWire) else _NO_EMBEDDINGS_PATH
+        self._responses_wire = ResponsesWire(self._api_key) if kind == "openai" else None
         self._chat_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -132,6 +141,8 @@ class FakeProvider:
             self._default = Reply()
             self._requests.clear()
             self._chat_count = 0
+        if self._responses_wire is not None:
+            self._responses_wire.forget()
 
     @property
     def requests(self) -> list[Recorded]:
@@ -151,14 +162,25 @@ class FakeProvider:
         return [r for r in self.requests if r.path == self._embeddings_path]
 
     @property
+    def responses_requests(self) -> list[Recorded]:
+        """A snapshot of the Responses requests (``<base_url>/responses``), rejected ones included; for the Groq
+        and Anthropic fakes, the ones they answered with 404."""
+        return [r for r in self.requests if r.path == _RESPONSES_PATHS[self.kind]]
+
+    @property
+    def stored_responses(self) -> dict[str, Any]:
+        """The ``response`` objects the OpenAI fake created and keeps (``store`` not false), by id."""
+        return self._responses_wire.stored() if self._responses_wire is not None else {}
+
+    @property
     def count_tokens_requests(self) -> list[Recorded]:
         """A snapshot of the ``/v1/messages/count_tokens`` requests (Anthropic only)."""
         return [r for r in self.requests if r.path == AnthropicWire.count_tokens_path]
 
     @property
     def count(self) -> int:
-        """Chat requests received, rejected ones (bad key, invalid body) included; embeddings are not counted
-        here (``len(fake.embeddings_requests)``)."""
+        """Chat requests received, rejected ones (bad key, invalid body) included; embeddings and Responses
+        requests are not counted here (``len(fake.embeddings_requests)``, ``len(fake.responses_requests)``)."""
         with self._lock:
             return self._chat_count
 
@@ -223,6 +245,8 @@ class FakeProvider:
             app.router.add_post(self._wire.count_tokens_path, self._count_tokens)
         if isinstance(self._wire, OpenAIWire):
             app.router.add_post(self._wire.embeddings_path, self._embeddings)
+        if self._responses_wire is not None:
+            app.router.add_post(self._responses_wire.path, self._responses)
         app.router.add_get(self._wire.models_path, self._models)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE)
@@ -254,13 +278,21 @@ class FakeProvider:
         return body
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request, chat=True)
-        problem = self._wire.check_auth(request.headers) or self._wire.check_request(body, request.headers)
+        return await self._answer(request, self._wire, chat=True)
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        assert self._responses_wire is not None
+        return await self._answer(request, self._responses_wire, chat=False)
+
+    async def _answer(self, request: web.Request, wire: ProviderWire, *, chat: bool) -> web.StreamResponse:
+        """A chat or Responses request: checked like the real API, then answered by the next behaviour."""
+        body = await self._record(request, chat=chat)
+        problem = wire.check_auth(request.headers) or wire.check_request(body, request.headers)
         if problem is not None:
-            return json_answer(self._wire, *problem)
+            return json_answer(wire, *problem)
         with self._lock:
             behaviour = self._queue.popleft() if self._queue else self._default
-        return await play(behaviour, request, self._wire, body)
+        return await play(behaviour, request, wire, body)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request, chat=False)

@@ -33,6 +33,7 @@ from tests.fakes import (
     fake_embedding,
 )
 from tests.fakes.anthropic_wire import count_tokens, thinking_signature
+from tests.fakes.clients import sdk
 
 # Also loaded by tests/conftest.py for the rest of the suite; pytest registers a plugin module once.
 pytest_plugins = ["tests.fakes.fixtures"]
@@ -46,17 +47,6 @@ def openai_like(request: pytest.FixtureRequest) -> FakeProvider:
     """Both OpenAI-format fakes, so each OpenAI test also proves Groq's path and base URL."""
     fake: FakeProvider = request.getfixturevalue(f"{request.param}_fake")
     return fake
-
-
-def sdk(fake: FakeProvider, api_key: str | None = None) -> openai.OpenAI:
-    """No retries, so each call is one request; ``verify=False`` skips loading CA certificates (~0.2 s)."""
-    return openai.OpenAI(
-        base_url=fake.base_url,
-        api_key=api_key or fake.api_key,
-        max_retries=0,
-        timeout=5,
-        http_client=openai.DefaultHttpxClient(verify=False),
-    )
 
 
 @pytest.fixture(scope="module")

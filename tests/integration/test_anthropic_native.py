@@ -9,7 +9,6 @@ failures are the gateway's errors; streams are bounded and release their connect
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,11 +23,12 @@ from llm_gateway.providers.anthropic.client import AnthropicProvider
 from llm_gateway.providers.anthropic.native import MAX_CACHED_HEADS
 from llm_gateway.providers.base import NativeMessages
 from llm_gateway.providers.registry import provider_class
-from llm_gateway.schemas.core import ChunkStream, Usage
+from llm_gateway.schemas.core import Usage
 from llm_gateway.settings import ProviderConfig
 from tests.fakes import Fail, FakeProvider, Flood, Raw, Reply, Stall, StreamError
 from tests.fakes.anthropic_wire import count_tokens, thinking_signature
 from tests.fakes.sse import dumps
+from tests.native_streams import collect, parse
 
 pytestmark = pytest.mark.integration
 
@@ -71,28 +71,6 @@ async def provider(anthropic_fake: FakeProvider) -> AsyncIterator[AnthropicProvi
     adapter = AnthropicProvider("anthropic", config, UpstreamBounds(max_sse_line_bytes=LINE_LIMIT))
     yield adapter
     await adapter.aclose()
-
-
-async def collect(stream: ChunkStream) -> list[bytes]:
-    items = []
-    try:
-        async for item in stream:
-            items.append(item)
-    finally:
-        await stream.aclose()
-    return items
-
-
-EVENT = re.compile(rb"event: ([a-z_]+)\ndata: ([^\n]*)\n\n")
-
-
-def parse(item: bytes) -> tuple[str, dict[str, Any]]:
-    """One relayed item is exactly one event, framed ``event: NAME\\ndata: JSON\\n\\n``."""
-    match = EVENT.fullmatch(item)
-    assert match is not None, item
-    data = orjson.loads(match[2])
-    assert data["type"] == match[1].decode()
-    return match[1].decode(), data
 
 
 # -- messages() ------------------------------------------------------------------------------------

@@ -101,6 +101,39 @@ models:
     assert not load_settings({"GATEWAY_CONFIG": path}).providers["openai"].usable
 
 
+def test_which_providers_take_the_responses_api_natively(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+providers:
+  openai: {type: openai}
+  groq: {type: openai}
+  vllm: {type: openai, base_url: "http://127.0.0.1:8000/v1", responses: native}
+  azure: {type: openai, base_url: "https://x.openai.azure.com/openai/v1", responses: translated}
+  anthropic: {type: anthropic}
+  claude: {type: anthropic, base_url: "https://proxy.example/anthropic", responses: translated}
+""",
+    )
+    providers = load_settings({"GATEWAY_CONFIG": path}).providers
+    native = {name for name, provider in providers.items() if provider.native_responses(name)}
+    assert native == {"openai", "vllm"}
+    assert providers["openai"].responses is None and providers["azure"].responses == "translated"
+    renamed = write(tmp_path, "providers: {openai: {type: openai, responses: translated}}")
+    assert not load_settings({"GATEWAY_CONFIG": renamed}).providers["openai"].native_responses("openai")
+    built_in = load_settings({}).providers
+    assert [name for name, provider in built_in.items() if provider.native_responses(name)] == ["openai"]
+
+
+def test_an_anthropic_provider_cannot_take_responses_natively(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers: {claude: {type: anthropic, responses: native}}")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"GATEWAY_CONFIG": path})
+    assert str(caught.value) == (
+        f"{path}: providers.claude.responses: Value error, "
+        "'native' needs a provider of type openai (Anthropic has no /v1/responses)"
+    )
+
+
 @pytest.mark.parametrize(
     ("env", "field"),
     [
@@ -127,6 +160,7 @@ def test_bad_environment_names_the_field(env: dict[str, str], field: str) -> Non
         ("providers: {x: {type: openai}}", "providers.x.base_url"),
         ("providers: {x: {type: openai, base_url: 'ftp://a'}}", "providers.x.base_url"),
         ("providers: {openai: {type: openai, colour: red}}", "providers.openai.colour"),
+        ("providers: {openai: {type: openai, responses: chat}}", "providers.openai.responses"),
         ("models: {m: [{provider: nowhere, model: a}]}", "models.m.0.provider"),
         ("models: {m: []}", "models.m"),
         ("models: {m: [{provider: openai}]}", "models.m.0.model"),

@@ -95,6 +95,25 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+def passthrough_body(body: dict[str, Any], model: str, *, stream: bool) -> bytes:
+    """The caller's body for a native passthrough: ``model`` replaced (in place: the key order is the caller's)
+    and ``stream`` set only when it must change."""
+    request = {**body, "model": model}
+    if stream:
+        request["stream"] = True
+    elif body.get("stream"):
+        request["stream"] = False
+    return orjson.dumps(request)
+
+
+def sse_frame(name: str, data: bytes) -> bytes:
+    """One relayed event, ``event: NAME\\ndata: DATA\\n\\n``; a multi-line data field keeps a ``data:`` per
+    line (the SSE spec's join, undone)."""
+    if b"\n" in data:
+        data = data.replace(b"\n", b"\ndata: ")
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), data)
+
+
 class SecretMask:
     """Every secret a provider is configured with (its key, its header values), replaced by ``***``."""
 
@@ -263,6 +282,16 @@ class EventStream:
 
     def invalid(self) -> UpstreamStreamError:
         return UpstreamStreamError(f"{self._provider} sent an invalid stream event", provider=self._provider)
+
+    def parse(self, data: bytes) -> dict[str, Any]:
+        """An event's data as a JSON object; anything else is an invalid event."""
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise self.invalid() from None
+        if not isinstance(parsed, dict):
+            raise self.invalid()
+        return parsed
 
     async def aclose(self) -> None:
         try:

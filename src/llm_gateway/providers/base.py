@@ -1,5 +1,6 @@
-"""The interface every provider adapter implements: two calls and ``aclose()``; and ``NativeMessages``,
-what an ``anthropic`` adapter adds for the Messages API surface (a passthrough, not a translation).
+"""The interface every provider adapter implements: two calls and ``aclose()``; ``NativeMessages``, what an
+``anthropic`` adapter adds for the Messages API surface, and ``NativeResponses``, what an adapter whose server
+implements OpenAI's Responses API adds (both passthroughs, not translations).
 
 Providers know nothing of users, budgets or caches: they turn an OpenAI-shaped request
 into the upstream's wire format and back, and map failures onto ``errors.UpstreamError``.
@@ -68,6 +69,24 @@ class NativeMessages(Protocol):
         self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
     ) -> int:
         """The upstream's own ``input_tokens`` for the body (fields count_tokens refuses are dropped)."""
+        ...
+
+
+@runtime_checkable
+class NativeResponses(Protocol):
+    """What a deployment configured ``responses: native`` offers the Responses surface: the caller's body passed
+    through with only ``model`` replaced (``previous_response_id`` included: the upstream keeps its own
+    conversations). ``isinstance(provider, NativeResponses)`` tells whether a deployment takes it natively."""
+
+    async def responses(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
+        """One non-streaming attempt: the upstream's ``response`` (``body``, parsed) and its bytes (``raw``)."""
+        ...
+
+    async def responses_stream(
+        self, body: dict[str, Any], model: str, *, timeout: float, deadline: float
+    ) -> ChunkStream:
+        """The upstream's typed events, each one item ``event: TYPE\\ndata: DATA\\n\\n`` as it arrives; ``usage``
+        from the terminal event's ``response.usage``. ``response.failed`` and ``error`` fail the stream."""
         ...
 
 

@@ -81,12 +81,7 @@ class OpenAIStream(EventStream):
         if data == b"[DONE]":
             self.finished = True
             return ()
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise self.invalid() from None
-        if not isinstance(chunk, dict):
-            raise self.invalid()
+        chunk = self.parse(data)
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else None

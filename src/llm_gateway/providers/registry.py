@@ -13,10 +13,14 @@ PROVIDER_TYPES = {
     "openai": "llm_gateway.providers.openai_compat:OpenAICompatProvider",
     "anthropic": "llm_gateway.providers.anthropic.client:AnthropicProvider",
 }
+# An ``openai``-type provider whose server implements /v1/responses (``ProviderConfig.native_responses``).
+NATIVE_RESPONSES_TYPE = "llm_gateway.providers.openai_responses:OpenAIResponsesProvider"
 
 
-def provider_class(kind: str) -> Any:
-    module_name, _, class_name = PROVIDER_TYPES[kind].partition(":")
+def provider_class(kind: str, *, native_responses: bool = False) -> Any:
+    """The adapter class for ``kind``; with ``native_responses``, the one that also passes the Responses API
+    through (settings refuse it for any type but ``openai``)."""
+    module_name, _, class_name = (NATIVE_RESPONSES_TYPE if native_responses else PROVIDER_TYPES[kind]).partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
@@ -24,5 +28,7 @@ def build_providers(configs: dict[str, ProviderConfig], bounds: UpstreamBounds) 
     """One adapter (and so one pooled HTTP client, held to ``bounds``) per provider that has a key;
     the others are skipped."""
     return {
-        name: provider_class(config.type)(name, config, bounds) for name, config in configs.items() if config.usable
+        name: provider_class(config.type, native_responses=config.native_responses(name))(name, config, bounds)
+        for name, config in configs.items()
+        if config.usable
     }

@@ -15,13 +15,12 @@ import orjson
 
 from llm_gateway.errors import ProviderProtocolError, UpstreamStreamError
 from llm_gateway.http import DEFAULT_BOUNDS, SSEEvent, UpstreamBounds, UpstreamResponse
-from llm_gateway.providers.adapter import ErrorFields, EventStream, HttpAdapter
+from llm_gateway.providers.adapter import ErrorFields, EventStream, HttpAdapter, passthrough_body
 from llm_gateway.providers.anthropic.native import (
     NativeHeadCache,
     NativeStream,
     count_tokens_body,
     input_tokens,
-    message_body,
     native_message,
 )
 from llm_gateway.providers.anthropic.translate import (
@@ -79,14 +78,15 @@ class AnthropicProvider(HttpAdapter):
         self, body: dict[str, Any], model: str, *, timeout: float, headers: Mapping[str, str]
     ) -> NativeMessage:
         head = self._native_heads.get(headers).message
-        parsed, raw, status = await self.post_json(message_body(body, model, stream=False), timeout=timeout, head=head)
+        payload = passthrough_body(body, model, stream=False)
+        parsed, raw, status = await self.post_json(payload, timeout=timeout, head=head)
         return native_message(self, parsed, raw, status)
 
     async def messages_stream(
         self, body: dict[str, Any], model: str, *, timeout: float, deadline: float, headers: Mapping[str, str]
     ) -> NativeStream:
         head = self._native_heads.get(headers).stream
-        response = await self.open_stream(message_body(body, model, stream=True), timeout=timeout, head=head)
+        response = await self.open_stream(passthrough_body(body, model, stream=True), timeout=timeout, head=head)
         return NativeStream(self, response, deadline)
 
     async def count_tokens(

@@ -14,7 +14,7 @@ import orjson
 
 from llm_gateway.errors import InvalidRequest, ProviderProtocolError, UpstreamStreamError
 from llm_gateway.http import SSEEvent, UpstreamResponse
-from llm_gateway.providers.adapter import EventStream, HttpAdapter
+from llm_gateway.providers.adapter import EventStream, HttpAdapter, sse_frame
 from llm_gateway.providers.anthropic.wire import MESSAGES_PATH, anthropic_error_message, openai_usage
 from llm_gateway.providers.base import NativeMessage
 from llm_gateway.schemas.core import Usage
@@ -97,17 +97,6 @@ def native_usage(usage: Any) -> Usage | None:
     return Usage.from_openai(openai_usage(usage)) if isinstance(usage, dict) else None
 
 
-def message_body(body: dict[str, Any], model: str, *, stream: bool) -> bytes:
-    """The caller's body with ``model`` replaced (in place: the key order is the caller's) and ``stream`` set
-    only when it must change."""
-    request = {**body, "model": model}
-    if stream:
-        request["stream"] = True
-    elif body.get("stream"):
-        request["stream"] = False
-    return orjson.dumps(request)
-
-
 def count_tokens_body(body: dict[str, Any], model: str) -> bytes:
     """The caller's body as count_tokens takes it: ``model`` replaced, the fields only creation takes dropped."""
     request = {key: value for key, value in body.items() if key in COUNT_TOKENS_FIELDS}
@@ -149,7 +138,7 @@ class NativeStream(EventStream):
     def translate(self, event: SSEEvent) -> Iterable[bytes]:
         name = event.event
         if name in ("message_start", "message_delta", "message_stop", "error"):
-            data = self._parse(event.data)
+            data = self.parse(event.data)
             if name == "error":
                 raise UpstreamStreamError(anthropic_error_message(data), provider=self._provider)
             if name == "message_start":
@@ -159,22 +148,10 @@ class NativeStream(EventStream):
                 self._add_usage(data.get("usage"))
             else:
                 self.finished = True
-        payload = event.data
-        if b"\n" in payload:  # a multi-line data field: each line keeps its own "data:" (the SSE spec's join, undone)
-            payload = payload.replace(b"\n", b"\ndata: ")
-        return (b"event: %s\ndata: %s\n\n" % (name.encode(), payload),)
+        return (sse_frame(name, event.data),)
 
     def ended(self) -> None:
         raise UpstreamStreamError(f"{self._provider} ended the stream before message_stop", provider=self._provider)
-
-    def _parse(self, data: bytes) -> dict[str, Any]:
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise self.invalid() from None
-        if not isinstance(parsed, dict):
-            raise self.invalid()
-        return parsed
 
     def _add_usage(self, usage: Any) -> None:
         """message_start's counts, then message_delta's (cumulative: output, and any updated input counts)."""
