@@ -1,4 +1,5 @@
-"""The conversation store on a real database: ownership, expiry, the batched purge and its task, outages.
+"""The conversation store on a real database: conversations as chains of turns, ownership, expiry, the
+batched purge and its task, outages.
 
 Runs once on SQLite and once on PostgreSQL; the outage tests break a SQLite file and stop a throw-away
 PostgreSQL cluster.
@@ -19,7 +20,7 @@ from alembic import command
 from sqlalchemy import Table, delete, event, func, insert, inspect, select, text, update
 
 from llm_gateway.errors import ServiceUnavailable
-from llm_gateway.store.conversations import PURGE_BATCH, ConversationStore, StoredResponse
+from llm_gateway.store.conversations import MAX_CHAIN, PURGE_BATCH, ConversationStore, StoredResponse
 from llm_gateway.store.db import HEAD_REVISION, Database, alembic_config, open_database
 from llm_gateway.store.ledger import UsageLedger, UsageRow
 from llm_gateway.store.tables import StoredResponseRecord
@@ -66,19 +67,63 @@ def response(response_id: str, text: str = "Hello!") -> dict[str, Any]:
     }
 
 
-def row(response_id: str, *, owner: str = "alice", expires_at: datetime) -> dict[str, Any]:
-    """A table row written directly, to put rows at any expiry without waiting for it."""
+def row(
+    response_id: str, *, owner: str = "alice", expires_at: datetime, previous_id: str | None = None
+) -> dict[str, Any]:
+    """A table row written directly, to put rows at any expiry without waiting for it. Its turn is
+    ``turn(response_id)``."""
+    items, output = turn(response_id)
     return {
         "id": response_id,
         "owner": owner,
         "provider": "openai",
         "native": False,
         "model_group": "gpt-4o-mini",
-        "input_items": [],
-        "response": {"id": response_id, "output": []},
+        "previous_id": previous_id,
+        "input_items": items,
+        "response": {"id": response_id, "output": output},
         "created_at": expires_at - TTL,
         "expires_at": expires_at,
     }
+
+
+def turn(response_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A turn that names its response: the caller's input item, then the answer's output item."""
+    return (
+        [{"role": "user", "content": f"question for {response_id}"}],
+        [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": response_id}]}],
+    )
+
+
+def history_of(*response_ids: str) -> list[dict[str, Any]]:
+    """The history of a conversation made of these turns (see ``turn``), oldest first."""
+    return [item for response_id in response_ids for part in turn(response_id) for item in part]
+
+
+async def save_turn(
+    store: ConversationStore, response_id: str, previous_id: str | None = None, *, owner: str = "alice"
+) -> None:
+    items, output = turn(response_id)
+    await store.save(
+        {"id": response_id, "object": "response", "output": output},
+        owner=owner,
+        provider="openai",
+        native=False,
+        model_group="g",
+        input_items=items,
+        previous_id=previous_id,
+    )
+
+
+def chain_rows(ids: list[str], expires_at: datetime) -> list[dict[str, Any]]:
+    """Rows for a conversation of these turns, oldest first, each continuing the one before."""
+    return [row(i, expires_at=expires_at, previous_id=p) for p, i in zip([None, *ids], ids, strict=False)]
+
+
+async def expiries(database: Database) -> dict[str, datetime]:
+    async with database.engine.connect() as connection:
+        rows = (await connection.execute(select(TABLE.c.id, TABLE.c.expires_at))).all()
+    return {response_id: expires_at for response_id, expires_at in rows}
 
 
 async def write_rows(database: Database, rows: list[dict[str, Any]]) -> None:
@@ -143,6 +188,8 @@ async def test_a_saved_response_reads_back_whole_for_its_owner(store: Conversati
         response=body,
         created_at=stored.created_at,
         expires_at=stored.created_at + TTL,
+        previous_id=None,
+        earlier=(),
     )
     assert stored.created_at.utcoffset() == timedelta(0) and stored.expires_at.utcoffset() == timedelta(0)
     assert before - timedelta(seconds=1) <= stored.created_at <= datetime.now(UTC)
@@ -188,9 +235,11 @@ async def test_an_expired_response_is_gone_for_reads_before_the_purge(
     assert await stored_ids(database) == {"resp_old"}  # left for the purge
 
 
-async def test_a_duplicate_id_keeps_the_first_owners_response(store: ConversationStore) -> None:
+async def test_a_duplicate_id_keeps_the_first_owners_response(store: ConversationStore, database: Database) -> None:
     first = response("resp_same", "alice's answer")
     await store.save(first, owner="alice", provider="openai", native=True, model_group="g", input_items=INPUT)
+    await write_rows(database, [row("resp_mallory", owner="mallory", expires_at=datetime.now(UTC) + timedelta(days=1))])
+    before = await expiries(database)
     await store.save(
         response("resp_same", "mallory's answer"),
         owner="mallory",
@@ -198,11 +247,178 @@ async def test_a_duplicate_id_keeps_the_first_owners_response(store: Conversatio
         native=False,
         model_group="h",
         input_items=[],
+        previous_id="resp_mallory",
     )
 
     assert await store.get("resp_same", "mallory") is None
     stored = await store.get("resp_same", "alice")
     assert stored is not None and (stored.response, stored.provider, stored.input_items) == (first, "openai", INPUT)
+    assert stored.previous_id is None
+    assert await expiries(database) == before  # the refused row extends nothing either
+
+
+# -- conversations: one row a turn, the chain read back in one query ---------------------------------
+
+
+async def test_a_three_turn_conversation_reads_back_whole_and_in_order(store: ConversationStore) -> None:
+    await save_turn(store, "resp_1")
+    await save_turn(store, "resp_2", "resp_1")
+    await save_turn(store, "resp_3", "resp_2")
+
+    third = await store.get("resp_3", "alice")
+
+    assert third is not None
+    assert third.history() == history_of("resp_1", "resp_2", "resp_3")
+    assert (third.previous_id, third.input_items, third.response["id"]) == ("resp_2", turn("resp_3")[0], "resp_3")
+    assert third.earlier == (turn("resp_1"), turn("resp_2"))
+    second = await store.get("resp_2", "alice")
+    assert second is not None and second.history() == history_of("resp_1", "resp_2")
+    first = await store.get("resp_1", "alice")
+    assert first is not None and (first.previous_id, first.earlier) == (None, ())
+    assert first.history() == history_of("resp_1")
+
+
+async def test_storage_grows_linearly_with_the_turns(store: ConversationStore, database: Database) -> None:
+    previous = None
+    for number in range(50):
+        response_id = f"resp_turn_{number:03d}"  # equal sizes: every turn's text is as long as the others
+        output = [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a" * 500}]}]
+        await store.save(
+            {"id": response_id, "object": "response", "output": output},
+            owner="alice",
+            provider="openai",
+            native=False,
+            model_group="g",
+            input_items=[{"role": "user", "content": "q" * 1000}],
+            previous_id=previous,
+        )
+        previous = response_id
+
+    async with database.engine.connect() as connection:
+        query = text("SELECT LENGTH(CAST(input_items AS TEXT)) + LENGTH(CAST(response AS TEXT)) FROM responses")
+        sizes = (await connection.execute(query)).scalars().all()
+    assert len(sizes) == 50 and len(set(sizes)) == 1  # the 50th turn costs what the first did
+    assert 1500 < sizes[0] < 1700
+    last = await store.get("resp_turn_049", "alice")
+    assert last is not None and len(last.history()) == 100
+
+
+async def test_a_link_to_another_owners_response_is_never_followed(
+    store: ConversationStore, database: Database
+) -> None:
+    await save_turn(store, "resp_mallory", owner="mallory")
+    await save_turn(store, "resp_alice")
+    before = await expiries(database)
+
+    await save_turn(store, "resp_alice_2", "resp_mallory")  # alice "continues" mallory's response
+    await save_turn(store, "resp_mallory_2", "resp_alice", owner="mallory")  # and mallory alice's
+
+    alices = await store.get("resp_alice_2", "alice")
+    assert alices is not None and alices.history() == history_of("resp_alice_2")
+    mallorys = await store.get("resp_mallory_2", "mallory")
+    assert mallorys is not None and mallorys.history() == history_of("resp_mallory_2")
+    after = await expiries(database)
+    assert (after["resp_mallory"], after["resp_alice"]) == (before["resp_mallory"], before["resp_alice"])
+
+
+@pytest.mark.parametrize("gone", ["deleted", "expired"])
+async def test_a_gap_in_the_middle_leaves_the_turns_after_it(
+    store: ConversationStore, database: Database, gone: str
+) -> None:
+    await write_rows(database, chain_rows(["resp_1", "resp_2", "resp_3", "resp_4"], datetime.now(UTC) + TTL))
+    if gone == "deleted":
+        assert await store.delete("resp_2", "alice") is True
+    else:
+        await expire(database, "resp_2")
+
+    fourth = await store.get("resp_4", "alice")
+    assert fourth is not None and fourth.history() == history_of("resp_3", "resp_4")
+    assert fourth.earlier == (turn("resp_3"),)
+    third = await store.get("resp_3", "alice")
+    assert third is not None and (third.previous_id, third.history()) == ("resp_2", history_of("resp_3"))
+    first = await store.get("resp_1", "alice")
+    assert first is not None and first.history() == history_of("resp_1")
+
+
+async def test_the_walk_stops_at_max_chain_turns(store: ConversationStore, database: Database) -> None:
+    ids = [f"resp_{number:05d}" for number in range(MAX_CHAIN + 2)]
+    expires_at = datetime.now(UTC) + timedelta(days=1)
+    await write_rows(database, chain_rows(ids, expires_at))
+
+    newest = await store.get(ids[-1], "alice")
+
+    assert newest is not None and len(newest.earlier) == MAX_CHAIN - 1
+    assert newest.history() == history_of(*ids[2:])  # the two oldest turns are out of reach
+
+    await save_turn(store, "resp_next", ids[-1])  # extends only what a read of it reaches
+    extended = {i for i, when in (await expiries(database)).items() if when > expires_at}
+    assert extended == {"resp_next", *ids[3:]}
+
+
+async def test_a_loop_of_links_is_cut_where_it_repeats(store: ConversationStore, database: Database) -> None:
+    # Only an upstream that reuses a deleted response's id could make one.
+    expires_at = datetime.now(UTC) + TTL
+    await write_rows(
+        database,
+        [
+            row("resp_a", expires_at=expires_at, previous_id="resp_b"),
+            row("resp_b", expires_at=expires_at, previous_id="resp_a"),
+        ],
+    )
+
+    looped = await store.get("resp_a", "alice")
+
+    assert looped is not None and looped.history() == history_of("resp_b", "resp_a")
+
+
+async def test_a_new_turn_keeps_its_conversation_alive(store: ConversationStore, database: Database) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    await write_rows(
+        database,
+        [
+            row("resp_gone", expires_at=datetime.now(UTC) - timedelta(seconds=1)),
+            *chain_rows(["resp_1", "resp_2"], soon),
+            row("resp_unrelated", expires_at=soon),
+        ],
+    )
+    async with database.engine.begin() as connection:  # the conversation began with a response now expired
+        await connection.execute(update(TABLE).where(TABLE.c.id == "resp_1").values(previous_id="resp_gone"))
+    gone_before = (await expiries(database))["resp_gone"]
+
+    await save_turn(store, "resp_3", "resp_2")
+
+    kept = await expiries(database)
+    assert kept["resp_1"] == kept["resp_2"] >= kept["resp_3"]
+    assert kept["resp_1"] - kept["resp_3"] == TTL / 30  # the margin that spares the next turns the update
+    assert kept["resp_gone"] == gone_before  # an expired ancestor is not brought back
+    await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.05)
+    assert await store.purge_expired() == 2  # resp_gone and resp_unrelated
+    assert await stored_ids(database) == {"resp_1", "resp_2", "resp_3"}
+    third = await store.get("resp_3", "alice")
+    assert third is not None and third.history() == history_of("resp_1", "resp_2", "resp_3")
+
+    await save_turn(store, "resp_4", "resp_3")  # soon after: only the turn that needs it is written
+    later = await expiries(database)
+    assert (later["resp_1"], later["resp_2"]) == (kept["resp_1"], kept["resp_2"])
+    assert later["resp_3"] - later["resp_4"] == TTL / 30
+
+
+async def test_reading_the_200th_turn_is_one_query(store: ConversationStore, database: Database) -> None:
+    ids = [f"resp_{number:03d}" for number in range(200)]
+    await write_rows(database, chain_rows(ids, datetime.now(UTC) + TTL))
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        newest = await store.get(ids[-1], "alice")
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("WITH RECURSIVE")
+    assert newest is not None and newest.history() == history_of(*ids)
 
 
 async def test_an_id_the_column_cannot_hold_is_not_stored(
@@ -217,6 +433,10 @@ async def test_an_id_the_column_cannot_hold_is_not_stored(
     assert [r.getMessage() for r in caplog.records] == [
         "response from odd not stored: its id is not a string of 1 to 64 characters"
     ] * 2
+
+    await save_turn(store, "resp_ok", "resp_" + "x" * 60)  # a link no row can match is dropped, the turn kept
+    stored = await store.get("resp_ok", "alice")
+    assert stored is not None and (stored.previous_id, stored.history()) == (None, history_of("resp_ok"))
 
 
 async def test_the_purge_removes_exactly_the_expired_rows_in_batches(

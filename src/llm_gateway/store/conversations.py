@@ -1,8 +1,11 @@
 """The conversation store: responses of ``POST /v1/responses`` kept in the database for their owner.
 
 ``previous_response_id`` expands from it (or passes through to the native provider that made it), and
-``GET``/``DELETE /v1/responses/{id}`` read and remove it. Rows expire after ``ttl``; a background task
-deletes expired rows in small batches, and reads never see an expired row even before that.
+``GET``/``DELETE /v1/responses/{id}`` read and remove it. Each row holds one turn (its own input and
+response) and a link to the response it continued, so a conversation costs storage linear in its turns;
+reading a response walks the links back in one recursive query. Rows expire after ``ttl`` (a new turn
+extends its ancestors, so a conversation in use keeps its beginning); a background task deletes expired
+rows in small batches, and reads never see an expired row even before that.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import CTE, Integer, Table, Update, delete, literal, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from llm_gateway.errors import ServiceUnavailable
@@ -24,10 +27,19 @@ from llm_gateway.store.tables import StoredResponseRecord, utcnow
 
 log = logging.getLogger(__name__)
 _TABLE = cast(Table, StoredResponseRecord.__table__)
-_ID_LENGTH = 64  # the id column's width
+_ID_LENGTH = 64  # the id and previous_id columns' width
+# The most turns a read walks back (and a save extends): a bound on one query's work, and on a loop of
+# links, well past the longest agent session; older turns are left out, as if deleted.
+MAX_CHAIN = 10_000
+# A save extends its ancestors a thirtieth of the ttl (a day of 30) beyond its own expiry, and only those
+# that need it: each row is rewritten about once a day while its conversation goes on, not at every turn.
+_EXTENSION_DIVISOR = 30
 PURGE_BATCH = 1000  # rows per DELETE: each batch is its own short transaction
 _FIRST_PURGE_SECONDS = 10.0  # after start(): soon, but not in the middle of start-up
 _FIRST_RETRY_SECONDS = 5.0  # after a failed purge, doubling up to the purge interval
+
+
+Turn = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # a response's input items, then its output items
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +49,21 @@ class StoredResponse:
     provider: str  # the provider that answered
     native: bool  # answered by that provider's own Responses API: it knows this id too
     model_group: str
-    input_items: list[dict[str, Any]]  # the whole conversation's input up to this response
+    input_items: list[dict[str, Any]]  # this response's own request input (the history is in ``earlier``)
     response: dict[str, Any]  # the Response object as the caller got it
     created_at: datetime
     expires_at: datetime
+    previous_id: str | None = None  # the response this one continued, if any
+    earlier: tuple[Turn, ...] = ()  # the turns of the responses it continued, oldest first, as far as kept
 
     def history(self) -> list[dict[str, Any]]:
-        """What a follow-up's ``previous_response_id`` expands to: the input, then this response's output."""
-        return [*self.input_items, *self.response.get("output", ())]
+        """What a follow-up's ``previous_response_id`` expands to: each turn's input then its output, oldest
+        first, through this response."""
+        items: list[dict[str, Any]] = []
+        for turn_input, turn_output in (*self.earlier, (self.input_items, _output(self.response))):
+            items += turn_input
+            items += turn_output
+        return items
 
 
 class ConversationStore:
@@ -71,10 +90,14 @@ class ConversationStore:
         native: bool,
         model_group: str,
         input_items: list[dict[str, Any]],
+        previous_id: str | None = None,
     ) -> None:
-        """Keep ``response`` (its ``id`` is the key) for ``ttl``. An id already stored keeps its first row.
+        """Keep ``response`` (its ``id`` is the key) for ``ttl``, with this request's own ``input_items`` and
+        ``previous_id``, the response it continued. An id already stored keeps its first row.
 
         Ignoring the duplicate, rather than overwriting, means no caller can replace another's response.
+        In the same transaction the owner's live ancestors (up to ``MAX_CHAIN``) are extended to outlive the
+        new row, so a live response's conversation is always whole.
         """
         response_id = response.get("id")
         if not isinstance(response_id, str) or not 0 < len(response_id) <= _ID_LENGTH:
@@ -83,31 +106,67 @@ class ConversationStore:
                 "response from %s not stored: its id is not a string of 1 to %d characters", provider, _ID_LENGTH
             )
             return
+        if previous_id is not None and not 0 < len(previous_id) <= _ID_LENGTH:
+            previous_id = None  # no stored response has such an id: there is nothing to link to
         now = utcnow()
+        expires_at = now + self._ttl
         values = {
             "id": response_id,
             "owner": owner,
             "provider": provider,
             "native": native,
             "model_group": model_group,
+            "previous_id": previous_id,
             "input_items": input_items,
             "response": response,
             "created_at": now,
-            "expires_at": now + self._ttl,
+            "expires_at": expires_at,
         }
         with _unavailable_on_failure("save"):
             async with self._database.engine.begin() as connection:
-                await connection.execute(self._insert, values)
+                inserted = (await connection.execute(self._insert, values)).rowcount
+                if inserted and previous_id is not None:
+                    await connection.execute(self._extension(previous_id, owner, now, expires_at))
+
+    def _extension(self, previous_id: str, owner: str, now: datetime, expires_at: datetime) -> Update:
+        """The UPDATE that keeps a new row's ancestors (those a read of it walks to) alive as long as it.
+
+        Only rows expiring before the new one are written, and those a margin beyond it, so the next turns
+        find nothing to do for a while. An ancestor already expired stays so (reads already stopped there).
+        """
+        ancestors = _chain(previous_id, owner, now, MAX_CHAIN - 1)
+        return (
+            update(_TABLE)
+            .where(_TABLE.c.id.in_(select(ancestors.c.id)), _TABLE.c.owner == owner, _TABLE.c.expires_at < expires_at)
+            .values(expires_at=expires_at + self._ttl / _EXTENSION_DIVISOR)
+        )
 
     async def get(self, response_id: str, owner: str) -> StoredResponse | None:
-        """The response, or None when it is unknown, expired or another owner's (one answer: no oracle)."""
-        query = select(_TABLE).where(
-            _TABLE.c.id == response_id, _TABLE.c.owner == owner, _TABLE.c.expires_at > utcnow()
-        )
+        """The response with the turns it continued, or None when it is unknown, expired or another owner's
+        (one answer: no oracle).
+
+        One query walks the ``previous_id`` links back through the owner's live rows, at most ``MAX_CHAIN``
+        of them. The walk stops at a gap: an ancestor deleted, expired or not the owner's (a link to another
+        owner's response is never followed), and the conversation continues from what remains: deleting a
+        response leaves the turns after it.
+        """
+        chain = _chain(response_id, owner, utcnow(), MAX_CHAIN)
+        query = select(_TABLE).join(chain, chain.c.id == _TABLE.c.id).order_by(chain.c.depth)
         with _unavailable_on_failure("read"):
             async with self._database.engine.connect() as connection:
-                row = (await connection.execute(query)).mappings().first()
-        return None if row is None else StoredResponse(**row)
+                rows = (await connection.execute(query)).mappings().all()
+        if not rows:
+            return None
+        newest, *ancestors = rows
+        earlier: list[Turn] = []
+        seen = {newest["id"]}
+        for row in ancestors:  # newest first
+            if row["id"] in seen:  # a loop (an upstream reusing a deleted id): cut where it repeats
+                break
+            seen.add(row["id"])
+            earlier.append((row["input_items"], _output(row["response"])))
+        earlier.reverse()
+        return StoredResponse(**newest, earlier=tuple(earlier))
 
     async def delete(self, response_id: str, owner: str) -> bool:
         """Remove the response; False when it is unknown, expired or another owner's (that row stays)."""
@@ -184,6 +243,32 @@ class ConversationStore:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _chain(response_id: str, owner: str, now: datetime, limit: int) -> CTE:
+    """``WITH RECURSIVE``: ``response_id`` (depth 1) and the responses it continued, newest first (depth 2,
+    3, ...), while they are ``owner``'s and live, for at most ``limit`` rows. Each step is a primary-key
+    lookup; a loop of links can only repeat rows up to ``limit``.
+    """
+    head, parent = _TABLE.alias("head"), _TABLE.alias("parent")
+    chain = (
+        select(head.c.id, head.c.previous_id, literal(1, Integer).label("depth"))
+        .where(head.c.id == response_id, head.c.owner == owner, head.c.expires_at > now)
+        .cte("chain", recursive=True)
+    )
+    return chain.union_all(
+        select(parent.c.id, parent.c.previous_id, chain.c.depth + 1).where(
+            parent.c.id == chain.c.previous_id,
+            parent.c.owner == owner,
+            parent.c.expires_at > now,
+            chain.c.depth < limit,
+        )
+    )
+
+
+def _output(response: dict[str, Any]) -> list[dict[str, Any]]:
+    output = response.get("output")
+    return output if isinstance(output, list) else []
 
 
 @contextlib.contextmanager

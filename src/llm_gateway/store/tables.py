@@ -130,8 +130,12 @@ class StoredResponseRecord(Base):
     provider: Mapped[str] = mapped_column(String(64))
     native: Mapped[bool] = mapped_column(Boolean)  # answered by the provider's own Responses API
     model_group: Mapped[str] = mapped_column(String(255))
+    # The response this one continued (``previous_response_id``): a conversation is the chain of these
+    # links, each row holding its own turn only, so storage grows linearly with the turns. No foreign key
+    # (a parent may be deleted or purged first) and no index (the chain is walked upwards, by primary key).
+    previous_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # JSON, not PostgreSQL's JSONB: the text is kept as written (compact, keys in order, any escape).
-    input_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    input_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # this request's input, not the history
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # the purge walks this index

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(64), nullable=False),
         sa.Column("native", sa.Boolean(), nullable=False),
         sa.Column("model_group", sa.String(255), nullable=False),
+        sa.Column("previous_id", sa.String(64), nullable=True),
         sa.Column("input_items", sa.JSON(), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
