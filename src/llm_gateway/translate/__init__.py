@@ -1,2 +1,2 @@
-"""Translations between two inbound API formats (an Anthropic Messages call served by an OpenAI-compatible
-deployment), as pure functions; translations toward one provider live beside that provider."""
+"""Translations between two inbound API formats (an Anthropic Messages or OpenAI Responses call served by a
+deployment that speaks Chat Completions), as pure functions; translations toward one provider live beside it."""

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from llm_gateway.errors import InvalidRequest, UnsupportedFeature
+from llm_gateway.translate.chat_wire import stream_fields
 from llm_gateway.translate.messages_chat_answer import chat_to_message
 from llm_gateway.translate.messages_chat_params import (
     dropped_params,
@@ -52,13 +53,7 @@ def messages_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     # open models), which would end a fallback instead of answering; ``dropped_params`` names it.
     reasoning(body.get("thinking"), body.get("output_config"))
     request.update(response_format(body))
-    stream = body.get("stream")
-    if stream is not None:
-        if not isinstance(stream, bool):
-            raise InvalidRequest("'stream' must be a boolean", param="stream")
-        request["stream"] = stream
-        if stream:
-            request["stream_options"] = {"include_usage": True}
+    request.update(stream_fields(body))
     return request
 
 

@@ -13,6 +13,7 @@ import orjson
 
 from llm_gateway.ids import new_id
 from llm_gateway.schemas.core import Usage
+from llm_gateway.translate.chat_wire import choice_message
 
 # OpenAI finish_reason -> Anthropic stop_reason; anything else (null included) is "end_turn". OpenAI does
 # not say which stop sequence matched, so "stop" is never "stop_sequence".
@@ -102,10 +103,7 @@ def _tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
 
 def chat_to_message(completion: dict[str, Any], *, model: str) -> dict[str, Any]:
     """An OpenAI ``chat.completion`` -> an Anthropic ``message`` object (as the Messages API returns it)."""
-    choices = completion.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message")
-    message = message if isinstance(message, dict) else {}
+    choice, message = choice_message(completion)
     # An OpenAI model's reasoning is not relayed as a thinking block: Anthropic would refuse it, unsigned,
     # when the caller sends the conversation back and the next turn goes to a native deployment.
     content: list[dict[str, Any]] = []

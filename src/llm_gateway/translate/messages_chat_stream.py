@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.schemas.core import Usage
+from llm_gateway.translate.chat_wire import first_choice, tool_call_delta
 from llm_gateway.translate.messages_chat_answer import (
     anthropic_usage,
     input_usage,
@@ -63,8 +64,7 @@ class ChatToMessagesStream:
         if usage is not None:
             self._usage = usage
         events = [] if self._started else [self._message_start(chunk.get("id"))]
-        choices = chunk.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        choice = first_choice(chunk)
         if choice is None:
             # OpenAI's usage chunk, after the finish reason: the answer is complete.
             if usage is not None and self._finish_reason is not None:
@@ -130,11 +130,7 @@ class ChatToMessagesStream:
         return events
 
     def _tool_call(self, call: dict[str, Any]) -> list[Event]:
-        index = call.get("index")
-        index = index if isinstance(index, int) and not isinstance(index, bool) else None
-        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
-        function = call.get("function")
-        function = function if isinstance(function, dict) else {}
+        index, call_id, function = tool_call_delta(call)
         events: list[Event] = []
         if self._starts_a_call(index, call_id):
             if index is not None and index < self._highest_call_index:
