@@ -36,7 +36,9 @@ WEATHER_TOOL = {
     "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-WEATHER_CALL = [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]
+WEATHER_CALL = [
+    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+]
 
 
 def anthropic_texts(fake: FakeProvider) -> list[Any]:
@@ -89,7 +91,9 @@ def test_a_fallback_answers_in_the_responses_format_by_translation(
     assert response.usage is not None and (response.usage.input_tokens, response.usage.output_tokens) == (11, 7)
     sent = fakes["anthropic"].chat_requests[0].body
     assert text_of(sent["system"]) == "Be brief." and sent["max_tokens"] == 64
-    assert [(role, text_of(content)) for role, content in anthropic_texts(fakes["anthropic"])] == [("user", "Say hello.")]
+    assert [(role, text_of(content)) for role, content in anthropic_texts(fakes["anthropic"])] == [
+        ("user", "Say hello.")
+    ]
 
 
 def test_groq_answers_by_translation_and_max_output_tokens_cuts_it_incomplete(
@@ -242,7 +246,9 @@ def test_stored_responses_belong_to_their_caller(gateway: GatewayServer, fakes: 
     assert fakes["openai"].responses_requests[-1].body["input"] == "A secret."  # mallory's turns never left
 
 
-def test_store_false_keeps_nothing_and_is_cached(gateway: GatewayServer, sdk: MakeSdk, fakes: dict[str, FakeProvider]) -> None:
+def test_store_false_keeps_nothing_and_is_cached(
+    gateway: GatewayServer, sdk: MakeSdk, fakes: dict[str, FakeProvider]
+) -> None:
     client = sdk(gateway)
     first = client.responses.with_raw_response.create(model=MODEL, input="Say hi.", store=False)
     again = client.responses.with_raw_response.create(model=MODEL, input="Say hi.", store=False)

@@ -17,6 +17,7 @@ import orjson
 
 from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.schemas.core import Usage
+from llm_gateway.schemas.sse_frames import frame as sse_frame
 from llm_gateway.translate.chat_wire import first_choice, tool_call_delta
 from llm_gateway.translate.responses_chat_answer import (
     call_item,
@@ -53,7 +54,7 @@ __all__ = ["ChatToResponsesStream", "ResponseAssembly", "frame", "response_to_ev
 
 def frame(event_type: str, data: dict[str, Any]) -> bytes:
     """One event as OpenAI sends it: ``event: <type>\\ndata: <json>\\n\\n``."""
-    return b"event: " + event_type.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return sse_frame(event_type, orjson.dumps(data))
 
 
 @dataclass(slots=True)
