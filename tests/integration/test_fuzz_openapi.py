@@ -33,13 +33,18 @@ CHAT = "POST /v1/chat/completions"
 MESSAGES = "POST /v1/messages"
 COUNT_TOKENS = "POST /v1/messages/count_tokens"
 EMBEDDINGS = "POST /v1/embeddings"
-LLM_ROUTES = {CHAT, MESSAGES, COUNT_TOKENS, EMBEDDINGS}  # anonymous callers are allowed on these (ALLOW_ANONYMOUS)
+RESPONSES = "POST /v1/responses"
+# Anonymous callers are allowed on these (ALLOW_ANONYMOUS).
+LLM_ROUTES = {CHAT, MESSAGES, COUNT_TOKENS, EMBEDDINGS, RESPONSES}
 # Every operation in /openapi.json; a new route fails `test_every_operation_is_fuzzed` until listed.
 OPERATIONS = (
     CHAT,
     MESSAGES,
     COUNT_TOKENS,
     EMBEDDINGS,
+    RESPONSES,
+    "GET /v1/responses/{response_id}",
+    "DELETE /v1/responses/{response_id}",
     "GET /v1/models",
     "GET /v1/models/{model}",
     "GET /v1/usage",
@@ -74,12 +79,13 @@ NOT_CHECKED: dict[str, list[Any]] = {
     MESSAGES: [positive_data_acceptance, negative_data_rejection],
     COUNT_TOKENS: [positive_data_acceptance, negative_data_rejection],
     EMBEDDINGS: [positive_data_acceptance, negative_data_rejection],
+    RESPONSES: [positive_data_acceptance, negative_data_rejection],
     "POST /admin/keys": [positive_data_acceptance],
 }
 # A fuzzed model name almost never exists: most chat cases are pointed at a served model instead,
 # so the fuzzer reaches routing, translation and the upstreams rather than only the 404.
 SERVED_MODELS = ("gpt-4o-mini", "claude-3-5-haiku-latest", "llama-3.1-8b-instant", "groq/llama-3.1-8b-instant")
-LLM_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens")
+LLM_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses")
 EMBEDDINGS_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "openai/text-embedding-3-small")
 ENVELOPE_FIELDS = {"message", "type", "param", "code"}
 
