@@ -63,6 +63,8 @@ CHAT_FACTOR = 3
 # Operations whose every input is a free string: there is nothing schema-invalid to send.
 NOTHING_INVALID = {
     "GET /v1/models",
+    "GET /v1/responses/{response_id}",
+    "DELETE /v1/responses/{response_id}",
     "GET /v1/models/{model}",
     "DELETE /admin/keys/{key_id}",
     "GET /admin/users/{user_id}",

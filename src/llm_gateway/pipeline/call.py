@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 from typing import Any, Protocol
 
 from llm_gateway.auth.identity import Identity
@@ -99,5 +100,21 @@ def routed_headers(record: RequestRecord, routed: Routed) -> dict[str, str]:
     """Who answered, after how many attempts, and what of the request it did not honour (never silently)."""
     headers = {"x-gateway-provider": routed.provider, "x-gateway-attempts": str(len(routed.attempts))}
     if record.dropped_params:
-        headers["x-gateway-dropped-params"] = ",".join(record.dropped_params)
+        headers["x-gateway-dropped-params"] = dropped_params_header(record.dropped_params)
     return headers
+
+
+# The most parameter names ``x-gateway-dropped-params`` lists; past it, how many more there were.
+MAX_DROPPED_NAMES = 32
+
+
+def dropped_params_header(names: tuple[str, ...]) -> str:
+    """The names as a header value, whatever the caller named its fields: each percent-encoded past plain
+    ASCII (a raw CR, LF or non-Latin-1 character would break the answer), at most ``MAX_DROPPED_NAMES``."""
+    listed = [quote(name, safe=_NAME_SAFE) for name in names[:MAX_DROPPED_NAMES]]
+    if len(names) > MAX_DROPPED_NAMES:
+        listed.append(f"+{len(names) - MAX_DROPPED_NAMES} more")
+    return ",".join(listed)
+
+
+_NAME_SAFE = "._-[]"
