@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from urllib.parse import quote
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from llm_gateway.auth.identity import Identity
 from llm_gateway.errors import Attempt
