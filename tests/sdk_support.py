@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import GatewayServer
 from tests.identity_support import create_key
@@ -41,3 +42,14 @@ def sse_payloads(
     with httpx.stream("POST", url, json=dict(body), headers=dict(headers or {}), timeout=timeout) as response:
         data = [line[6:].encode() for line in response.iter_lines() if line.startswith("data: ")]
     return response, data
+
+
+def requests_by_route(base_url: str) -> dict[str, float]:
+    """``llm_gateway_requests_total`` from ``/metrics``, summed by route."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "llm_gateway_requests_total":
+                route = sample.labels.get("route", "")
+                counts[route] = counts.get(route, 0) + sample.value
+    return counts

@@ -12,7 +12,6 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cache_support import stored_entries, wait_for_entries
 from tests.conftest import StartGateway
@@ -21,7 +20,7 @@ from tests.harness import GatewayServer
 from tests.identity_support import create_key
 from tests.limits_support import ledger_rows, set_user, sqlite_path, wait_for
 from tests.messages_support import CLAUDE, MakeAnthropic, sse_events, user_turn, write_groups
-from tests.sdk_support import MakeSdk
+from tests.sdk_support import MakeSdk, requests_by_route
 
 pytestmark = pytest.mark.integration
 
@@ -121,13 +120,7 @@ def test_the_ledger_and_metrics_name_the_messages_surface(
     (chat,) = ledger_rows(database, endpoint="chat")
     assert chat["model_group"] == "gpt-4o-mini"
 
-    scrape = httpx.get(f"{gateway.base_url}/metrics").text
-    routes = {
-        sample.labels.get("route"): sample.value
-        for family in text_string_to_metric_families(scrape)
-        for sample in family.samples
-        if sample.name == "llm_gateway_requests_total"
-    }
+    routes = requests_by_route(gateway.base_url)
     assert routes.get("/v1/messages") == 1, routes
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import StartGateway
 from tests.fakes import FakeProvider, Reply
@@ -19,7 +18,7 @@ from tests.harness import GatewayServer
 from tests.identity_support import create_key
 from tests.limits_support import set_user
 from tests.messages_support import write_groups
-from tests.sdk_support import MakeSdk
+from tests.sdk_support import MakeSdk, requests_by_route
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +110,5 @@ def test_a_stream_past_its_reservation_ends_with_response_failed(
 
 def test_metrics_name_the_responses_route(gateway: GatewayServer, sdk: MakeSdk) -> None:
     sdk(gateway).responses.create(model=MODEL, input="Count me.")
-    scrape = httpx.get(f"{gateway.base_url}/metrics").text
-    routes = {
-        sample.labels.get("route"): sample.value
-        for family in text_string_to_metric_families(scrape)
-        for sample in family.samples
-        if sample.name == "llm_gateway_requests_total"
-    }
+    routes = requests_by_route(gateway.base_url)
     assert routes.get("/v1/responses") == 1, routes

@@ -35,7 +35,7 @@ from llm_gateway.schemas.responses import (
     ResponsesRequest,
     parse_responses_request,
 )
-from llm_gateway.schemas.sse_frames import frame, split_frame
+from llm_gateway.schemas.sse_frames import frame, read_event, split_frame
 from llm_gateway.store.conversations import ConversationStore
 from llm_gateway.surfaces.responses import TERMINAL_EVENTS, ResponsesSurface
 from llm_gateway.translate.responses_chat import input_items
@@ -149,9 +149,9 @@ class ResponsesEndpoint(SurfaceEndpoint[ResponsesRequest]):
         sequence = -1
         try:
             async for item in items:
-                kind, data = split_frame(item)
+                kind = split_frame(item)[0]
                 if kind == "response.created" or kind in TERMINAL_EVENTS or created is None:
-                    event = _json_object(data)
+                    event = read_event(item)[1] or {}
                     sequence = _sequence(event, sequence)
                     if kind == "response.created":
                         created = event.get("response") if isinstance(event.get("response"), dict) else None
@@ -189,14 +189,6 @@ class ResponsesEndpoint(SurfaceEndpoint[ResponsesRequest]):
 
 def _kept(request: ResponsesRequest, identity: Identity) -> bool:
     return request.store and not identity.anonymous
-
-
-def _json_object(data: bytes) -> dict[str, Any]:
-    try:
-        parsed = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def _sequence(event: dict[str, Any], previous: int) -> int:

@@ -3,6 +3,10 @@ Messages, OpenAI's Responses): ``event: <name>\\ndata: <json>\\n\\n``, one item 
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 
 def frame(event: str, data: bytes) -> bytes:
     """One SSE event: ``event: <name>\\ndata: <json>\\n\\n``."""
@@ -21,3 +25,13 @@ def split_frame(framed: bytes) -> tuple[str, bytes]:
         elif field == b"data":
             data.append(value)
     return event, b"\n".join(data)
+
+
+def read_event(framed: bytes) -> tuple[str, dict[str, Any] | None]:
+    """(event name, its data as a JSON object; None when the data is not one)."""
+    event, data = split_frame(framed)
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return event, None
+    return event, parsed if isinstance(parsed, dict) else None

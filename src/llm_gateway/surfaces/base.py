@@ -132,3 +132,9 @@ class Surface(Protocol[R]):
     def assemble(self, items: list[bytes]) -> dict[str, Any]:
         """A stream's items as one answer (for the cache, and telemetry that records answers)."""
         ...
+
+
+def answer_model(answer: dict[str, Any]) -> str | None:
+    """The ``model`` an answer names (the upstream's), in any of the formats that have one."""
+    model = answer.get("model")
+    return model if isinstance(model, str) else None

@@ -14,7 +14,7 @@ from llm_gateway import tokens
 from llm_gateway.cache import cache_key, chunks_to_completion, completion_to_chunks, is_cacheable, is_complete
 from llm_gateway.providers.base import Provider
 from llm_gateway.schemas.core import ChatRequest, ChunkStream, Completion, Usage
-from llm_gateway.surfaces.base import StreamObserver
+from llm_gateway.surfaces.base import StreamObserver, answer_model
 
 # Message fields a streamed delta carries generated text in (counted against the reservation).
 _TEXT_FIELDS = ("content", "reasoning_content", "refusal")
@@ -114,8 +114,7 @@ class ChatSurface:
         return tokens.completion_text(answer)
 
     def response_model(self, answer: dict[str, Any]) -> str | None:
-        model = answer.get("model")
-        return model if isinstance(model, str) else None
+        return answer_model(answer)
 
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]:
         return tuple(

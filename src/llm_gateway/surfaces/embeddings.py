@@ -20,7 +20,7 @@ from llm_gateway.errors import InvalidRequest, ModelNotSupported
 from llm_gateway.providers.base import Embeddings, Provider
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
 from llm_gateway.schemas.embeddings import EmbeddingsRequest
-from llm_gateway.surfaces.base import StreamObserver
+from llm_gateway.surfaces.base import StreamObserver, answer_model
 
 _PACKED = "embedding_f32"  # a cached vector: base64 of its little-endian float32 values
 
@@ -98,8 +98,7 @@ class EmbeddingsSurface:
         return ""  # nothing generated: the estimate of the prompt is the charge when no usage came
 
     def response_model(self, answer: dict[str, Any]) -> str | None:
-        model = answer.get("model")
-        return model if isinstance(model, str) else None
+        return answer_model(answer)
 
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]:
         return ()

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from llm_gateway.cache import cache_key
 from llm_gateway.providers.base import NativeMessages, Provider
 from llm_gateway.schemas.anthropic import MessagesRequest
@@ -27,8 +25,8 @@ from llm_gateway.schemas.anthropic_stream import (
 )
 from llm_gateway.schemas.anthropic_tokens import estimate_messages_tokens_async
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
-from llm_gateway.schemas.sse_frames import split_frame
-from llm_gateway.surfaces.base import StreamObserver
+from llm_gateway.schemas.sse_frames import read_event, split_frame
+from llm_gateway.surfaces.base import StreamObserver, answer_model
 from llm_gateway.surfaces.translated import TranslatedStream
 from llm_gateway.translate.messages_chat import ChatToMessagesStream, chat_to_message, dropped_params, messages_to_chat
 
@@ -113,19 +111,14 @@ class MessagesSurface:
         return message_text(answer)
 
     def response_model(self, answer: dict[str, Any]) -> str | None:
-        model = answer.get("model")
-        return model if isinstance(model, str) else None
+        return answer_model(answer)
 
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]:
         return stop_reasons(answer)
 
     def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
-        _, data = split_frame(item)
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(event, dict):
+        event = read_event(item)[1]
+        if event is None:
             return None
         kind = event.get("type")
         if kind == "content_block_delta":
@@ -150,11 +143,7 @@ class MessagesSurface:
     def assemble(self, items: list[bytes]) -> dict[str, Any]:
         assembly = MessageAssembly()
         for item in items:
-            event, data = split_frame(item)
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(parsed, dict):
+            event, parsed = read_event(item)
+            if parsed is not None:
                 assembly.feed(event, parsed)
         return assembly.result()

@@ -26,8 +26,8 @@ from llm_gateway.providers.base import NativeResponses, Provider
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
 from llm_gateway.schemas.responses import ResponsesRequest
 from llm_gateway.schemas.responses_tokens import estimate_responses_tokens_async
-from llm_gateway.schemas.sse_frames import frame, split_frame
-from llm_gateway.surfaces.base import StreamObserver
+from llm_gateway.schemas.sse_frames import frame, read_event, split_frame
+from llm_gateway.surfaces.base import StreamObserver, answer_model
 from llm_gateway.surfaces.translated import TranslatedStream
 from llm_gateway.translate.responses_chat import (
     chat_to_response,
@@ -154,8 +154,7 @@ class ResponsesSurface:
         return response_text(answer)
 
     def response_model(self, answer: dict[str, Any]) -> str | None:
-        model = answer.get("model")
-        return model if isinstance(model, str) else None
+        return answer_model(answer)
 
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]:
         return response_finish_reasons(answer)
@@ -163,12 +162,8 @@ class ResponsesSurface:
     # -- streams -----------------------------------------------------------------------------
 
     def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
-        kind, data = split_frame(item)
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(event, dict):
+        kind, event = read_event(item)
+        if event is None:
             return None
         kind = str(event.get("type") or kind)
         if kind in _TEXT_DELTAS:
@@ -195,11 +190,8 @@ class ResponsesSurface:
     def assemble(self, items: list[bytes]) -> dict[str, Any]:
         assembly = ResponseAssembly()
         for item in items:
-            try:
-                event = orjson.loads(split_frame(item)[1])
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
+            event = read_event(item)[1]
+            if event is not None:
                 assembly.feed(event)
         return assembly.result()
 
