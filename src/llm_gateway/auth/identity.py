@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 IdentityKind = Literal["api_key", "jwt", "anonymous"]
@@ -13,7 +14,10 @@ class Identity:
     """A resolved caller. Anonymous callers get ``user_id`` ``anon:<client ip>``.
 
     ``monthly_token_budget`` is the user's budget; ``key_token_budget`` caps one key inside it.
-    ``allowed_models`` is None when the credential may use every model.
+    ``allowed_models`` is None when the credential may use every model. The US-dollar budgets stand beside
+    the token budgets, per user, key and team (None: no such budget); a user in a team (``team_id``) also
+    draws on the team's token budget and request rate when the team sets them. A request is admitted only
+    when every budget that applies has room (``limits/``).
     """
 
     user_id: str
@@ -23,6 +27,12 @@ class Identity:
     key_id: str | None = None
     key_token_budget: int | None = None
     allowed_models: frozenset[str] | None = None
+    monthly_budget_usd: Decimal | None = None  # the user's (or DEFAULT_MONTHLY_BUDGET_USD)
+    key_budget_usd: Decimal | None = None  # the key's own
+    team_id: str | None = None
+    team_token_budget: int | None = None
+    team_budget_usd: Decimal | None = None
+    team_rate_limit_per_minute: int | None = None
 
     @property
     def anonymous(self) -> bool:
