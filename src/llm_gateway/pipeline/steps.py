@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from collections.abc import AsyncGenerator, Coroutine
 from typing import Any, TypeVar
 
@@ -33,6 +34,8 @@ from llm_gateway.pipeline.call import (
     routed_headers,
 )
 from llm_gateway.pipeline.stream import CLIENT_CLOSED, ReplayedStream, StreamRun
+from llm_gateway.pricing import ZERO, format_usd, from_nano, to_nano
+from llm_gateway.pricing_book import PriceBook
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.router import Routed, Router
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
@@ -55,6 +58,7 @@ class Pipeline:
         telemetry: Telemetry | None,
         cache_scope: str = "user",
         completion_allowance: int = 4096,
+        prices: PriceBook | None = None,
     ) -> None:
         self.router = router
         self.limits = limits
@@ -63,6 +67,7 @@ class Pipeline:
         self.telemetry = telemetry
         self._global_cache = cache_scope == "global"
         self._allowance = completion_allowance
+        self.prices = prices
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- the two entry points -----------------------------------------------------------------
@@ -80,7 +85,7 @@ class Pipeline:
         try:
             hit = await self._admit_and_look_up(call)
             if hit is not None:
-                return Answer(orjson.dumps(surface.from_cache(hit)), self._headers(call))
+                return Answer(orjson.dumps(surface.from_cache(hit)), {**self._headers(call), **cost_header(call.record)})
             body = self._upstream_body(call)
 
             async def attempt(
@@ -97,7 +102,8 @@ class Pipeline:
             await self.settle(call, usage)
             self.store_answer(call, completion.body)
             self.describe(call, completion.body)
-            return Answer(completion.to_bytes(), {**self._headers(call), **routed_headers(call.record, routed)})
+            headers = {**self._headers(call), **routed_headers(call.record, routed), **cost_header(call.record)}
+            return Answer(completion.to_bytes(), headers)
         except BaseException as exc:
             await self._abandon(call, exc)
             raise
@@ -164,12 +170,17 @@ class Pipeline:
         return hit
 
     async def _admit(self, call: Call) -> None:
+        """Reserve tokens, and US dollars at the dearest price of the group's chain (who answers is not known yet)."""
         surface, request = call.surface, call.request
+        price = None
+        if self.prices is not None:
+            price = self.prices.reserve_price(request.model, self.router.deployments(request.model))
         call.ticket = await self.limits.admit(
             call.identity,
             prompt_tokens=await surface.prompt_tokens(request),
             max_completion_tokens=surface.completion_cap(request),
             choices=surface.choices(request),
+            price=price,
         )
 
     async def _lookup(self, call: Call) -> dict[str, Any] | None:
@@ -231,10 +242,29 @@ class Pipeline:
         if call.settled or call.ticket is None:
             return
         call.settled = True
-        await self.limits.settle(call.ticket, usage, cached=cached)
+        cost = self._cost(call, usage, cached=cached)
+        await self.limits.settle(call.ticket, usage, cached=cached, cost_nano=None if cost is None else to_nano(cost))
         if usage is not None:
             call.record.prompt_tokens, call.record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        # What the budgets were charged: the cost, or (usage unknown) the whole US-dollar reservation.
+        call.record.cost_usd = cost if cost is not None else from_nano(call.ticket.reserved_nano)
         self._write_ledger(call, usage, cached=cached)
+
+    def _cost(self, call: Call, usage: Usage | None, *, cached: bool) -> Decimal | None:
+        """The answer's cost at the answering deployment's price; 0 for a cache hit or an unpriced deployment
+        (``unpriced`` on the record); None when the usage is unknown."""
+        if cached:
+            return ZERO
+        if usage is None:
+            return None
+        record = call.record
+        price = None
+        if self.prices is not None and record.provider is not None and record.upstream_model is not None:
+            price = self.prices.price(record.provider, record.upstream_model)
+        if price is None:
+            record.unpriced = record.provider is not None
+            return ZERO
+        return price.cost(usage)
 
     async def fail(self, call: Call, exc: GatewayError) -> None:
         call.record.status, call.record.error = exc.status_code, exc.code or type(exc).__name__
@@ -279,6 +309,8 @@ class Pipeline:
                 upstream_model=record.upstream_model,
                 cached=cached,
                 status=record.status,
+                cost_usd=record.cost_usd or ZERO,
+                team_id=call.identity.team_id,
                 prompt_tokens=usage.prompt_tokens if usage and not cached else 0,
                 completion_tokens=usage.completion_tokens if usage and not cached else 0,
                 latency_ms=int((time.perf_counter() - record.start) * 1000),
@@ -315,3 +347,9 @@ class Pipeline:
 async def _replay(items: list[bytes]) -> AsyncGenerator[bytes, None]:
     for item in items:
         yield item
+
+
+def cost_header(record: RequestRecord) -> dict[str, str]:
+    """``x-gateway-cost-usd``: what a non-streaming answer cost (a stream's cost is known only at its end)."""
+    return {} if record.cost_usd is None else {"x-gateway-cost-usd": format_usd(record.cost_usd)}
+

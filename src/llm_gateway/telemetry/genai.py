@@ -49,6 +49,7 @@ GATEWAY_REQUEST_ID = "gateway.request_id"
 GATEWAY_STREAM = "gateway.stream"
 GATEWAY_ERROR = "gateway.error"
 GATEWAY_DROPPED_PARAMS = "gateway.dropped_params"
+GATEWAY_COST_USD = "gateway.cost_usd"
 
 # Bucket boundaries the GenAI metric conventions ask for.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -143,6 +144,8 @@ def server_attributes(record: RequestRecord, user_id: str | None) -> Attributes:
         attributes[GATEWAY_ERROR] = record.error
     if record.dropped_params:
         attributes[GATEWAY_DROPPED_PARAMS] = record.dropped_params
+    if record.cost_usd is not None:
+        attributes[GATEWAY_COST_USD] = float(record.cost_usd)  # OTel attributes have no decimal type
     return attributes
 
 

@@ -128,6 +128,12 @@ class GatewayMetrics:
         self.upstream_errors = counter(
             "upstream_errors", "Failed upstream attempts, by provider and kind.", ("provider", "kind")
         )
+        self.cost = counter(
+            "cost_usd", "US dollars spent, by model group and provider (cache hits cost nothing).", ("model", "provider")
+        )
+        self.unpriced = counter(
+            "unpriced_requests", "Answers from a deployment without a price (counted at 0 US dollars).", ("provider",)
+        )
         self.refusals = counter("refusals", "Requests refused by the limits: rate_limit or budget.", ("reason",))
         self.helicone_depth = Gauge(
             f"{PREFIX}_helicone_queue_depth",
@@ -162,6 +168,10 @@ class GatewayMetrics:
             self.tokens(model, provider, "output").inc(record.completion_tokens)
         if record.cache is not None:
             self.cache(model, record.cache).inc()
+        if record.cost_usd and record.provider:
+            self.cost(model, record.provider).inc(float(record.cost_usd))
+        if record.unpriced and record.provider:
+            self.unpriced(record.provider).inc()
         attempts = record.attempts
         for index, attempt in enumerate(attempts):
             if attempt.error is None:

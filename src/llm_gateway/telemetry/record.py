@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 CacheStatus = Literal["hit", "miss"]
@@ -69,6 +70,8 @@ class RequestRecord:
     finish_reasons: tuple[str, ...] = ()
     dropped_params: tuple[str, ...] = ()  # the caller's parameters the answering deployment did not honour
     operation: str = "chat"  # gen_ai.operation.name: chat, embeddings
+    cost_usd: Decimal | None = None  # what the answer cost (None: not settled; 0 for a cache hit or unpriced)
+    unpriced: bool = False  # answered by a deployment without a price
     request_body: dict[str, Any] | None = None
     response_body: dict[str, Any] | None = None
 
