@@ -10,10 +10,13 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+
+from llm_gateway.pricing import Price
 
 PUBLIC_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -48,6 +51,32 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the offending field."""
 
 
+# No model costs near this (o1-pro's output, among the dearest, is $600); below it, a reservation of 90 million
+# tokens still fits the budget counters' exact range (whole nano-dollars below 2^53).
+MAX_PRICE_PER_MTOK = Decimal(100_000)
+
+
+class PriceConfig(BaseModel):
+    """A ``price:`` block: US dollars per million tokens, read as exact decimals (YAML's ``0.15`` is 0.15).
+
+    On a deployment it wins over genai-prices; on a provider it prices each of its models without one of its own.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: Decimal = Field(ge=0, le=MAX_PRICE_PER_MTOK)
+    output_per_mtok: Decimal = Field(ge=0, le=MAX_PRICE_PER_MTOK)
+    cached_input_per_mtok: Decimal | None = Field(None, ge=0, le=MAX_PRICE_PER_MTOK)  # unset: the input price
+
+    @field_validator("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
+    @classmethod
+    def _no_negative_zero(cls, value: Decimal | None) -> Decimal | None:
+        return Decimal(0) if value is not None and value.is_zero() else value  # -0 would print as "-0.000000"
+
+    def to_price(self) -> Price:
+        return Price(self.input_per_mtok, self.output_per_mtok, self.cached_input_per_mtok)
+
+
 class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,6 +93,9 @@ class ProviderConfig(BaseModel):
     # The Responses API (/v1/responses): passed through to a server that implements it ("native"), or translated
     # to Chat Completions; unset, only the provider named ``openai`` of type ``openai`` is native.
     responses: Literal["native", "translated"] | None = None
+    # The price of each of its models that has none of its own (a self-hosted server, where every model costs
+    # the same, or nothing: a price of 0 says so, where no price would log the models as unpriced).
+    price: PriceConfig | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -95,6 +127,7 @@ class Deployment(BaseModel):
 
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
+    price: PriceConfig | None = None  # wins over the provider's price and over genai-prices
 
     @property
     def key(self) -> str:
@@ -316,6 +349,19 @@ def _with_env_defaults(name: str, provider: ProviderConfig, settings: Settings) 
     return provider.model_copy(update={"api_key": api_key, "base_url": base_url})
 
 
+def _check_one_price_per_deployment(models: Mapping[str, list[Deployment]]) -> None:
+    """A provider/model costs the same in every group that lists it: its answers are priced by that pair alone."""
+    priced: dict[str, tuple[str, PriceConfig]] = {}
+    for group, chain in models.items():
+        for index, deployment in enumerate(chain):
+            if deployment.price is None:
+                continue
+            where = f"models.{group}.{index}.price"
+            first = priced.setdefault(deployment.key, (where, deployment.price))
+            if first[1] != deployment.price:
+                raise ConfigError(f"{where}: {deployment.key} has another price in {first[0]}")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Build the whole configuration once; raise ConfigError naming the first bad field."""
     env = dict(os.environ if env is None else env)
@@ -337,6 +383,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> GatewayConfig:
         for index, deployment in enumerate(chain):
             if deployment.provider not in providers:
                 raise ConfigError(f"models.{group}.{index}.provider: unknown provider '{deployment.provider}'")
+    _check_one_price_per_deployment(model_file.models)
     if settings.jwt_algorithm.startswith("HS") and (settings.jwt_public_key or settings.jwt_jwks_url):
         raise ConfigError("JWT_ALGORITHM: JWT_PUBLIC_KEY/JWT_JWKS_URL need an asymmetric algorithm (RS256/ES256)")
     if not settings.jwt_algorithm.startswith("HS") and bool(settings.jwt_public_key) == bool(settings.jwt_jwks_url):
