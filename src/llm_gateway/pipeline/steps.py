@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from decimal import Decimal
 from collections.abc import AsyncGenerator, Coroutine
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
@@ -85,7 +85,7 @@ class Pipeline:
         try:
             hit = await self._admit_and_look_up(call)
             if hit is not None:
-                return Answer(orjson.dumps(surface.from_cache(hit)), {**self._headers(call), **cost_header(call.record)})
+                return Answer(orjson.dumps(surface.from_cache(hit)), self._headers(call))
             body = self._upstream_body(call)
 
             async def attempt(
@@ -102,8 +102,7 @@ class Pipeline:
             await self.settle(call, usage)
             self.store_answer(call, completion.body)
             self.describe(call, completion.body)
-            headers = {**self._headers(call), **routed_headers(call.record, routed), **cost_header(call.record)}
-            return Answer(completion.to_bytes(), headers)
+            return Answer(completion.to_bytes(), {**self._headers(call), **routed_headers(call.record, routed)})
         except BaseException as exc:
             await self._abandon(call, exc)
             raise
@@ -328,6 +327,8 @@ class Pipeline:
     def _headers(self, call: Call) -> dict[str, str]:
         headers = call.ticket.headers() if call.ticket is not None else {}
         headers["x-gateway-cache"] = call.cache_header
+        if call.record.cost_usd is not None:  # settled: a whole answer, or a hit (a stream's cost is known at its end)
+            headers["x-gateway-cost-usd"] = format_usd(call.record.cost_usd)
         return headers
 
     # -- background work that must finish before shutdown -------------------------------------
@@ -347,9 +348,3 @@ class Pipeline:
 async def _replay(items: list[bytes]) -> AsyncGenerator[bytes, None]:
     for item in items:
         yield item
-
-
-def cost_header(record: RequestRecord) -> dict[str, str]:
-    """``x-gateway-cost-usd``: what a non-streaming answer cost (a stream's cost is known only at its end)."""
-    return {} if record.cost_usd is None else {"x-gateway-cost-usd": format_usd(record.cost_usd)}
-

@@ -129,7 +129,9 @@ class GatewayMetrics:
             "upstream_errors", "Failed upstream attempts, by provider and kind.", ("provider", "kind")
         )
         self.cost = counter(
-            "cost_usd", "US dollars spent, by model group and provider (cache hits cost nothing).", ("model", "provider")
+            "cost_usd",
+            "US dollars spent, by model group and provider (a cache hit costs nothing).",
+            ("model", "provider"),
         )
         self.unpriced = counter(
             "unpriced_requests", "Answers from a deployment without a price (counted at 0 US dollars).", ("provider",)
