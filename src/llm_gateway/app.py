@@ -36,6 +36,7 @@ from llm_gateway.errors import FrameworkError, GatewayError, InternalError, Inva
 from llm_gateway.http import UpstreamBounds
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.pipeline import Pipeline
+from llm_gateway.pricing_book import PriceBook
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
@@ -119,6 +120,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
                 telemetry=telemetry,
                 cache_scope=settings.cache_scope,
                 completion_allowance=settings.default_completion_allowance,
+                prices=PriceBook.from_config(config),  # every deployment priced once, here
             )
             # Closed first (callbacks run last-in first-out): streams still settling finish before
             # the ledger, the limits and the clients they use are closed.
