@@ -134,7 +134,7 @@ class GatewayMetrics:
             ("model", "provider"),
         )
         self.unpriced = counter(
-            "unpriced_requests", "Answers from a deployment without a price (counted at 0 US dollars).", ("provider",)
+            "unpriced_requests", "Answers from a deployment without a price (they cost 0).", ("model", "provider")
         )
         self.refusals = counter("refusals", "Requests refused by the limits: rate_limit or budget.", ("reason",))
         self.helicone_depth = Gauge(
@@ -173,7 +173,7 @@ class GatewayMetrics:
         if record.cost_usd and record.provider:
             self.cost(model, record.provider).inc(float(record.cost_usd))
         if record.unpriced and record.provider:
-            self.unpriced(record.provider).inc()
+            self.unpriced(model, record.provider).inc()
         attempts = record.attempts
         for index, attempt in enumerate(attempts):
             if attempt.error is None:
