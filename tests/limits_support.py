@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,6 +34,7 @@ RATELIMIT_HEADERS = (
     "x-ratelimit-remaining-tokens",
 )
 MODEL = "gpt-4o-mini"
+ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
@@ -161,6 +163,37 @@ class ServedGateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+def run_processes(script: str, args: list[Any], processes: int = 2) -> list[Any]:
+    """Run ``script`` (``python -c``, ``args`` as JSON in argv[1]) in ``processes`` processes released at once.
+
+    Each prints ``ready``, waits for a line on stdin, then prints a JSON list as its last line; the lists are
+    joined. For limits shared through Redis by separate OS processes, as gateway workers share them.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    results: list[Any] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0
+        results += json.loads(out.strip().splitlines()[-1])
+    return results
 
 
 def serve_all(envs: Iterable[Mapping[str, str]], workdir: Path) -> list[ServedGateway]:

@@ -22,8 +22,8 @@ import pytest
 from llm_gateway import tokens
 from llm_gateway.limits import memory as memory_limits
 from llm_gateway.limits import redis as redis_limits
-from llm_gateway.limits.base import Outcome, Plan
-from llm_gateway.limits.budget import Balance
+from llm_gateway.limits.budget import ScopeCounts
+from llm_gateway.limits.rule import Outcome, Plan, RateCounts
 from tests.conftest import StartGateway
 from tests.fakes import Delay, FakeProvider, Reply
 from tests.identity_support import ADMIN_API_KEY, create_key, sqlite_url
@@ -261,8 +261,9 @@ async def test_two_processes_sharing_redis_hold_one_budget(
 
 
 def _check_only_decide(original: Callable[..., Outcome]) -> Callable[..., Outcome]:
-    def decide(plan: Plan, current: int, previous: int, balances: tuple[Balance, ...], allowance: Any) -> Outcome:
-        return original(plan, current, previous, tuple(replace(b, reserved=0) for b in balances), allowance)
+    def decide(plan: Plan, rates: tuple[RateCounts, ...], counts: tuple[ScopeCounts, ...], allowance: Any) -> Outcome:
+        unreserved = tuple(replace(c, reserved=0, reserved_nano=0) for c in counts)
+        return original(plan, rates, unreserved, allowance)
 
     return decide
 
@@ -272,7 +273,7 @@ def _check_only_lua(original: Callable[[str], str]) -> Callable[[str], str]:
         source = original(name)
         if name != "admit.lua":
             return source
-        patched = source.replace("limits[i] - used[i] - reserved[i]", "limits[i] - used[i]")
+        patched = source.replace("token_limit - used[i] - reserved[i]", "token_limit - used[i]")
         assert patched != source
         return patched
 
