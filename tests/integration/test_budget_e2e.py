@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from llm_gateway import tokens
 from llm_gateway.limits import memory as memory_limits
 from llm_gateway.limits import redis as redis_limits
-from llm_gateway.limits.budget import ScopeCounts
+from llm_gateway.limits.budget import Counts
 from llm_gateway.limits.rule import Outcome, Plan, RateCounts
 from tests.conftest import StartGateway
 from tests.fakes import Delay, FakeProvider, Reply
@@ -261,7 +261,7 @@ async def test_two_processes_sharing_redis_hold_one_budget(
 
 
 def _check_only_decide(original: Callable[..., Outcome]) -> Callable[..., Outcome]:
-    def decide(plan: Plan, rates: tuple[RateCounts, ...], counts: tuple[ScopeCounts, ...], allowance: Any) -> Outcome:
+    def decide(plan: Plan, rates: Sequence[RateCounts], counts: Sequence[Counts], allowance: Any) -> Outcome:
         unreserved = tuple(replace(c, reserved=0, reserved_nano=0) for c in counts)
         return original(plan, rates, unreserved, allowance)
 

@@ -227,6 +227,7 @@ async def test_both_backends_decide_alike_on_random_traffic(
             team_rate_limit_per_minute=rng.choice([None, 150]) if team else None,
         )
 
+    backends: tuple[Admission, Admission] = (memory, shared)
     open_tickets: list[tuple[Ticket, Ticket]] = []
     refusals: set[str] = set()
     for step in range(600):
@@ -236,11 +237,10 @@ async def test_both_backends_decide_alike_on_random_traffic(
             usage = rng.choice([None, Usage(rng.randrange(200), rng.randrange(300))])
             cost = rng.choice([None, rng.randrange(500_000)])
             if rng.random() < 0.2:
-                await asyncio.gather(*(limits.release(t) for limits, t in zip((memory, shared), pair, strict=True)))
+                await asyncio.gather(*(limits.release(t) for limits, t in zip(backends, pair, strict=True)))
             else:
                 charged = [
-                    await limits.settle(t, usage, cost_nano=cost)
-                    for limits, t in zip((memory, shared), pair, strict=True)
+                    await limits.settle(t, usage, cost_nano=cost) for limits, t in zip(backends, pair, strict=True)
                 ]
                 assert charged[0] == charged[1]
             continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +26,7 @@ from llm_gateway.limits import (
 )
 from llm_gateway.limits import memory as memory_limits
 from llm_gateway.limits import redis as redis_limits
-from llm_gateway.limits.budget import ScopeCounts, ScopeKind, Unit
+from llm_gateway.limits.budget import Counts, ScopeCounts, ScopeKind, Unit
 from llm_gateway.limits.rule import Outcome, Plan
 from llm_gateway.pricing import Price, ReservePrice, to_nano
 from llm_gateway.schemas.core import Usage
@@ -375,8 +376,9 @@ async def test_control_without_the_dollar_reservation_the_budget_is_overrun(
     if request.node.callspec.params["make_limits"] == "memory":
         original = memory_limits.decide
 
-        def check_only(plan: Plan, rates: Any, counts: tuple[ScopeCounts, ...], allowance: int | None) -> Outcome:
-            return original(plan, rates, tuple(replace(c, reserved_nano=0) for c in counts), allowance)
+        def check_only(plan: Plan, rates: Any, counts: Sequence[Counts], allowance: int | None) -> Outcome:
+            unreserved = [ScopeCounts(c.used, c.reserved, c.used_nano, 0) for c in counts]
+            return original(plan, rates, unreserved, allowance)
 
         monkeypatch.setattr(memory_limits, "decide", check_only)
     else:

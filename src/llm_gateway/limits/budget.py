@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Protocol
 
 from llm_gateway.pricing import ReservePrice, to_nano
 
@@ -72,6 +72,15 @@ class BudgetScope:
     nano: int | None
 
 
+class Counts(Protocol):
+    """A scope's month as a backend holds it (``ScopeCounts``, or the in-process counter itself)."""
+
+    used: int
+    reserved: int
+    used_nano: int
+    reserved_nano: int
+
+
 # Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
 @dataclass(slots=True)
 class ScopeCounts:
@@ -82,8 +91,10 @@ class ScopeCounts:
     used_nano: int = 0
     reserved_nano: int = 0
 
-    def after(self, tokens: int, nano: int) -> ScopeCounts:
-        return ScopeCounts(self.used, self.reserved + tokens, self.used_nano, self.reserved_nano + nano)
+
+def after(counts: Counts, tokens: int, nano: int) -> ScopeCounts:
+    """The counts once a reservation of ``tokens`` and ``nano`` is held."""
+    return ScopeCounts(counts.used, counts.reserved + tokens, counts.used_nano, counts.reserved_nano + nano)
 
 
 # Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.

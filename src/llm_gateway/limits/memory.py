@@ -21,7 +21,7 @@ from llm_gateway.limits.base import (
     tokens_to_charge,
     utcnow,
 )
-from llm_gateway.limits.budget import Balance, ScopeCounts, ScopeKind
+from llm_gateway.limits.budget import Balance, ScopeKind
 from llm_gateway.limits.rule import Plan, decide
 from llm_gateway.pricing import ReservePrice
 from llm_gateway.schemas.core import Usage
@@ -55,9 +55,6 @@ class _Counter:
     holds: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # ticket id -> (tokens, nano, deadline ms)
     # No hold expires before this (a lower bound): the scan of every hold runs only when one may have.
     earliest_deadline: int = 0
-
-    def counts(self) -> ScopeCounts:
-        return ScopeCounts(self.used, self.reserved, self.used_nano, self.reserved_nano)
 
     def hold(self, ticket_id: str, tokens: int, nano: int, deadline: int) -> None:
         self.reserved += tokens
@@ -140,19 +137,14 @@ class MemoryLimits:
         for counter in counters:
             counter.reclaim(plan.now_ms)
         windows = [self._window(scope.key, plan.window) for scope in plan.rates]
-        outcome = decide(
-            plan,
-            tuple((window.current, window.previous) for window in windows),
-            tuple(counter.counts() for counter in counters),
-            self._allowance,
-        )
+        rates = [(window.current, window.previous) for window in windows]
+        outcome = decide(plan, rates, counters, self._allowance)
         if outcome.cap is not None:
-            tokens, nano = plan.reservation(outcome.cap)
             deadline = plan.now_ms + self._ttl_ms
             for window in windows:
                 window.current += 1
             for counter in counters:
-                counter.hold(plan.ticket_id, tokens, nano, deadline)
+                counter.hold(plan.ticket_id, outcome.tokens, outcome.nano, deadline)
         return outcome.ticket()
 
     async def settle(

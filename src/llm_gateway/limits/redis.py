@@ -338,10 +338,11 @@ def _outcome(plan: Plan, reply: list[int]) -> Outcome:
     status, detail, cap = reply[0], reply[1], reply[2]
     rest = reply[3:]
     rates = len(plan.rates)
-    counts = tuple((rest[2 * r], rest[2 * r + 1]) for r in range(rates))
+    counts = [(rest[2 * r], rest[2 * r + 1]) for r in range(rates)]
     scopes = rest[2 * rates :]
-    counters = tuple(ScopeCounts(*scopes[4 * i : 4 * i + 4]) for i in range(len(plan.scopes)))
+    counters = [ScopeCounts(*scopes[4 * i : 4 * i + 4]) for i in range(len(plan.scopes))]
     if status == ADMITTED:
-        return Outcome(plan, counts, counters, cap)
+        tokens, nano = plan.reservation(cap)
+        return Outcome(plan, counts, counters, cap, tokens=tokens, nano=nano)
     refusal: Refusal = (_REFUSALS[status], detail - 1)
     return Outcome(plan, counts, counters, refusal=refusal)

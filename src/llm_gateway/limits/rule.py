@@ -7,6 +7,7 @@ nothing and is not counted toward any rate, whichever limit refused it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +25,7 @@ from llm_gateway.limits.base import (
     UsdBudgetExceeded,
     format_duration,
 )
-from llm_gateway.limits.budget import Balance, BudgetScope, ScopeCounts
+from llm_gateway.limits.budget import Balance, BudgetScope, Counts
 from llm_gateway.pricing import ReservePrice, format_usd, from_nano
 
 # What refused, and which of the plan's rates / scopes: ("rate", 1) is the team's rate.
@@ -60,6 +61,8 @@ class Plan:
     window_ms: int
     rates: tuple[RateScope, ...]
     scopes: tuple[BudgetScope, ...]  # the user's first, then the key's, then the team's
+    key_id: str | None  # the key's, when its budgets are drawn on (a scope of its own)
+    team_id: str | None  # the team's, likewise
     ticket_id: str
 
     @classmethod
@@ -77,6 +80,7 @@ class Plan:
         now = budget.as_utc(now)
         now_ms = int(now.timestamp() * 1000)
         window, elapsed = rate.position(now_ms, window_ms)
+        scopes, key_id, team_id = _scopes(identity)
         return cls(
             identity=identity,
             prompt_tokens=max(0, prompt_tokens),
@@ -90,7 +94,9 @@ class Plan:
             elapsed_ms=elapsed,
             window_ms=window_ms,
             rates=_rates(identity),
-            scopes=_scopes(identity),
+            scopes=scopes,
+            key_id=key_id,
+            team_id=team_id,
             ticket_id=new_id(),
         )
 
@@ -103,12 +109,13 @@ class Plan:
         nano = 0 if self.price is None else self.price.reservation(self.prompt_tokens, completion)
         return self.prompt_tokens + completion, nano
 
-    def room(self, counts: tuple[ScopeCounts, ...]) -> tuple[int | None, Refusal]:
+    def room(self, counts: Sequence[Counts]) -> tuple[int | None, Refusal]:
         """The completion tokens per choice every budget still has room for, and the budget with the least."""
         prompt, choices = self.prompt_tokens, self.choices
         least: int | None = None
         refusal: Refusal = ("tokens", 0)
-        for i, (scope, count) in enumerate(zip(self.scopes, counts, strict=True)):
+        for i, scope in enumerate(self.scopes):
+            count = counts[i]
             if scope.tokens is not None:
                 room = budget.token_room(max(0, scope.tokens - count.used - count.reserved), prompt, choices)
                 if least is None or room < least:
@@ -130,12 +137,12 @@ class Plan:
         state = LimitState(limit, limit, 0.0, user_limit, user_limit)
         return self.make_ticket(cap, state, degraded=True)
 
-    def make_ticket(self, cap: int, state: LimitState, *, degraded: bool = False) -> Ticket:
-        kinds = [scope.kind for scope in self.scopes]
+    def make_ticket(self, cap: int, state: LimitState, *, degraded: bool = False, nano: int | None = None) -> Ticket:
+        """The Ticket of a reservation of ``cap`` per choice (``nano``: its nano-dollars, when already known)."""
         return Ticket(
             id=self.ticket_id,
             user_id=self.identity.user_id,
-            key_id=self.identity.key_id if "key" in kinds else None,
+            key_id=self.key_id,
             month=self.month,
             prompt_tokens=self.prompt_tokens,
             completion_cap=cap,
@@ -143,8 +150,8 @@ class Plan:
             state=state,
             degraded=degraded,
             choices=self.choices,
-            team_id=self.identity.team_id if "team" in kinds else None,
-            reserved_nano=self.reservation(cap)[1],
+            team_id=self.team_id,
+            reserved_nano=self.reservation(cap)[1] if nano is None else nano,
         )
 
 
@@ -155,34 +162,36 @@ def _rates(identity: Identity) -> tuple[RateScope, ...]:
     return credential, RateScope(f"team:{identity.team_id}", identity.team_rate_limit_per_minute, identity.team_id)
 
 
-def _scopes(identity: Identity) -> tuple[BudgetScope, ...]:
-    user = BudgetScope(
-        "user", identity.user_id, identity.monthly_token_budget, budget.limit_nano(identity.monthly_budget_usd)
+def _scopes(identity: Identity) -> tuple[tuple[BudgetScope, ...], str | None, str | None]:
+    """The budget scopes, and the key and team ids of those drawn on."""
+    scopes: tuple[BudgetScope, ...] = (
+        BudgetScope("user", identity.user_id, identity.monthly_token_budget, _nano(identity.monthly_budget_usd)),
     )
-    scopes = [user]
-    if identity.key_id is not None and (identity.key_token_budget is not None or identity.key_budget_usd is not None):
-        scopes.append(
-            BudgetScope("key", identity.key_id, identity.key_token_budget, budget.limit_nano(identity.key_budget_usd))
-        )
-    team = identity.team_id
+    key, team = identity.key_id, identity.team_id
+    if key is not None and (identity.key_token_budget is not None or identity.key_budget_usd is not None):
+        scopes += (BudgetScope("key", key, identity.key_token_budget, _nano(identity.key_budget_usd)),)
+    else:
+        key = None
     if team is not None and (identity.team_token_budget is not None or identity.team_budget_usd is not None):
-        scopes.append(
-            BudgetScope("team", team, identity.team_token_budget, budget.limit_nano(identity.team_budget_usd))
-        )
-    return tuple(scopes)
+        scopes += (BudgetScope("team", team, identity.team_token_budget, _nano(identity.team_budget_usd)),)
+    else:
+        team = None
+    return scopes, key, team
 
 
-def decide(
-    plan: Plan, rates: tuple[RateCounts, ...], counts: tuple[ScopeCounts, ...], default_allowance: int | None
-) -> Outcome:
+def _nano(usd: Decimal | None) -> int | None:
+    return None if usd is None else budget.limit_nano(usd)
+
+
+def decide(plan: Plan, rates: Sequence[RateCounts], counts: Sequence[Counts], default_allowance: int | None) -> Outcome:
     """The admission rule: every rate first, then the reservation against every budget.
 
     A refused request reserves nothing and is not counted toward the rate, whichever limit
     refused it: it cost nothing upstream, and a caller whose ``max_tokens`` did not fit should
     be able to retry at once with a smaller one without having burnt a request slot.
     """
-    for i, (scope, (current, previous)) in enumerate(zip(plan.rates, rates, strict=True)):
-        if not rate.admits(scope.limit, plan.counts(current, previous)):
+    for i, scope in enumerate(plan.rates):
+        if not rate.admits(scope.limit, plan.counts(*rates[i])):
             return Outcome(plan, rates, counts, refusal=("rate", i))
     room, refusal = plan.room(counts)
     cap = budget.completion_cap(room, plan.max_completion_tokens, default_allowance)
@@ -191,9 +200,11 @@ def decide(
     tokens, nano = plan.reservation(cap)
     return Outcome(
         plan,
-        tuple((current + 1, previous) for current, previous in rates),
-        tuple(c.after(tokens, nano) for c in counts),
+        [(current + 1, previous) for current, previous in rates],
+        [budget.after(count, tokens, nano) for count in counts],
         cap,
+        tokens=tokens,
+        nano=nano,
     )
 
 
@@ -203,16 +214,18 @@ class Outcome:
     """A backend's verdict: the counters after the reservation when admitted (``cap``), as found when refused."""
 
     plan: Plan
-    rates: tuple[RateCounts, ...]  # follow ``plan.rates``
-    counts: tuple[ScopeCounts, ...]  # follow ``plan.scopes``
+    rates: Sequence[RateCounts]  # follow ``plan.rates``
+    counts: Sequence[Counts]  # follow ``plan.scopes``
     cap: int | None = None  # the completion allowance reserved per choice; None when refused
     refusal: Refusal | None = None
+    tokens: int = 0  # reserved, when admitted
+    nano: int = 0
 
     def ticket(self) -> Ticket:
         """The Ticket of an admitted request, or raise the refusal."""
         state = self._state()
         if self.refusal is None and self.cap is not None:
-            return self.plan.make_ticket(self.cap, state)
+            return self.plan.make_ticket(self.cap, state, nano=self.nano)
         what, index = self.refusal or ("tokens", 0)
         if what == "rate":
             raise self._rate_refusal(index, state)
@@ -221,16 +234,22 @@ class Outcome:
     def _state(self) -> LimitState:
         """The headers: the rate with the fewest requests left, the token budget with the fewest tokens left."""
         plan = self.plan
-        requests: tuple[int, int, float] | None = None
-        for scope, (current, previous) in zip(plan.rates, self.rates, strict=True):
-            counts = plan.counts(current, previous)
-            remaining = rate.remaining(scope.limit, counts)
-            if requests is None or remaining < requests[1]:
-                requests = (scope.limit, remaining, rate.reset_ms(counts) / 1000)
-        assert requests is not None  # the credential's rate always applies
-        balances = [self._balance(i, "tokens") for i, scope in enumerate(plan.scopes) if scope.tokens is not None]
-        bound = budget.binding(balances)
-        return LimitState(*requests, tokens_limit=bound.limit, tokens_remaining=bound.available)
+        counts = plan.counts(*self.rates[0])
+        state = LimitState(plan.rates[0].limit, rate.remaining(plan.rates[0].limit, counts), 0.0, 0, 0)
+        state.requests_reset_seconds = rate.reset_ms(counts) / 1000
+        for i in range(1, len(plan.rates)):  # the team's
+            counts = plan.counts(*self.rates[i])
+            remaining = rate.remaining(plan.rates[i].limit, counts)
+            if remaining < state.requests_remaining:
+                state.requests_limit, state.requests_remaining = plan.rates[i].limit, remaining
+                state.requests_reset_seconds = rate.reset_ms(counts) / 1000
+        bound: int | None = None  # the token budget with the least left (the user's always counts tokens)
+        for i, scope in enumerate(plan.scopes):
+            if scope.tokens is not None:
+                left = max(0, scope.tokens - self.counts[i].used - self.counts[i].reserved)
+                if bound is None or left < bound:
+                    state.tokens_limit, state.tokens_remaining, bound = scope.tokens, left, left
+        return state
 
     def _balance(self, index: int, unit: Literal["tokens", "usd"]) -> Balance:
         scope, count = self.plan.scopes[index], self.counts[index]
