@@ -15,14 +15,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import redis
 
-from tests.identity_support import ADMIN_HEADERS
+from tests.identity_support import ADMIN_API_KEY, ADMIN_HEADERS, sqlite_url
 from tests.services import free_port
 
 START_TIMEOUT_SECONDS = 60.0  # a loaded CI machine; a healthy start takes a few seconds
@@ -207,3 +208,31 @@ def serve_all(envs: Iterable[Mapping[str, str]], workdir: Path) -> list[ServedGa
             gateway.stop()
         raise
     return gateways
+
+
+@contextmanager
+def sharing_redis(
+    workdir: Path, redis_url: str, label: str, env: Mapping[str, str], processes: int = 2
+) -> Iterator[tuple[list[ServedGateway], str]]:
+    """``processes`` gateways sharing one Redis (under a prefix of their own, dropped after) and one SQLite file.
+
+    Yields the gateways and the prefix. ``env`` adds to (or overrides) what they all get: an admin key, quiet
+    logs, and a Redis timeout for a loaded machine (the test's clients share the CPU with the gateways).
+    """
+    prefix = unique_prefix(label)
+    shared = {
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": sqlite_url(workdir),
+        "ADMIN_API_KEY": ADMIN_API_KEY,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "LIMITS_REDIS_TIMEOUT_SECONDS": "5",
+        **env,
+    }
+    gateways = serve_all([shared] * processes, workdir)
+    try:
+        yield gateways, prefix
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        drop_prefix(redis_url, prefix)

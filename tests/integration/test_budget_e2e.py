@@ -26,7 +26,7 @@ from llm_gateway.limits.budget import Counts
 from llm_gateway.limits.rule import Outcome, Plan, RateCounts
 from tests.conftest import StartGateway
 from tests.fakes import Delay, FakeProvider, Reply
-from tests.identity_support import ADMIN_API_KEY, create_key, sqlite_url
+from tests.identity_support import create_key
 from tests.limits_support import (
     MODEL,
     ServedGateway,
@@ -34,8 +34,8 @@ from tests.limits_support import (
     assert_ratelimit_headers,
     chat_body,
     drop_prefix,
-    serve_all,
     set_user,
+    sharing_redis,
     unique_prefix,
     wait_for,
 )
@@ -198,24 +198,9 @@ def two_processes(
 ) -> Iterator[list[ServedGateway]]:
     """Two ``llm-gateway serve`` processes sharing one Redis (a prefix of their own) and one SQLite file."""
     workdir = tmp_path_factory.mktemp("two-processes")
-    prefix = unique_prefix("budget-e2e")
-    env = {
-        "GATEWAY_CONFIG": "",
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": sqlite_url(workdir),
-        "ADMIN_API_KEY": ADMIN_API_KEY,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": prefix,
-        **SLOW_BOX,
-        **upstream.env,
-    }
-    gateways = serve_all([env, env], workdir)
-    try:
+    env = {"GATEWAY_CONFIG": "", **SLOW_BOX, **upstream.env}
+    with sharing_redis(workdir, redis_url, "budget-e2e", env) as (gateways, _):
         yield gateways
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        drop_prefix(redis_url, prefix)
 
 
 @pytest.fixture

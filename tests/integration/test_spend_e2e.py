@@ -26,18 +26,8 @@ from llm_gateway import tokens
 from llm_gateway.limits import RedisLimits, budget
 from llm_gateway.settings import Deployment
 from tests.fakes import Delay, FakeProvider, Reply
-from tests.identity_support import ADMIN_API_KEY, ADMIN_HEADERS, create_key, sqlite_url
-from tests.limits_support import (
-    MODEL,
-    ServedGateway,
-    chat_body,
-    drop_prefix,
-    ledger_rows,
-    serve_all,
-    sqlite_path,
-    unique_prefix,
-    wait_for,
-)
+from tests.identity_support import ADMIN_HEADERS, create_key
+from tests.limits_support import MODEL, ServedGateway, chat_body, ledger_rows, sharing_redis, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,48 +40,27 @@ BUDGET_NANO = FITS * RESERVATION_NANO
 BUDGET_USD = Decimal(BUDGET_NANO).scaleb(-9)
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeProvider]:
-    with FakeProvider("openai") as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def shared(
-    upstream: FakeProvider, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    openai_fake: FakeProvider, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[list[ServedGateway], str, Path]]:
     """Two processes sharing one Redis (a prefix of their own) and one SQLite file; a priced model group."""
     if "price" not in Deployment.model_fields:
         pytest.skip("needs per-deployment prices in the model file (issue 16, prices)")
-    workdir = tmp_path_factory.mktemp("spend-two-processes")
+    workdir = tmp_path
     config = workdir / "gateway.yaml"
     config.write_text(
         "providers:\n"
         "  fake:\n"
         "    type: openai\n"
-        f"    base_url: {upstream.base_url}\n"
-        f"    api_key: {upstream.api_key}\n"
+        f"    base_url: {openai_fake.base_url}\n"
+        f"    api_key: {openai_fake.api_key}\n"
         "models:\n"
         f"  {MODEL}:\n"
         f"    - {{provider: fake, model: {MODEL}, price: {{input_per_mtok: 1, output_per_mtok: 4}}}}\n"
     )
-    prefix = unique_prefix("spend-e2e")
-    env = {
-        "GATEWAY_CONFIG": str(config),
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": sqlite_url(workdir),
-        "ADMIN_API_KEY": ADMIN_API_KEY,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": prefix,
-        "LIMITS_REDIS_TIMEOUT_SECONDS": "5",  # the test's clients share the CPU with both gateways
-    }
-    gateways = serve_all([env, env], workdir)
-    try:
-        yield gateways, prefix, sqlite_path(env["DATABASE_URL"])
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        drop_prefix(redis_url, prefix)
+    with sharing_redis(workdir, redis_url, "spend-e2e", {"GATEWAY_CONFIG": str(config)}) as (gateways, prefix):
+        yield gateways, prefix, workdir / "gateway.db"
 
 
 def admin_put(base_url: str, path: str, body: dict[str, object]) -> httpx.Response:
@@ -115,13 +84,13 @@ async def fire(base_urls: list[str], keys: list[str], count: int) -> list[httpx.
 
 
 async def test_two_processes_hold_one_team_dollar_budget(
-    shared: tuple[list[ServedGateway], str, Path], upstream: FakeProvider, redis_url: str
+    shared: tuple[list[ServedGateway], str, Path], openai_fake: FakeProvider, redis_url: str
 ) -> None:
     gateways, prefix, database = shared
     base_urls = [gateway.base_url for gateway in gateways]
     admin = base_urls[0]
-    upstream.reset()
-    upstream.set_default(Delay(1.0, Reply(prompt_tokens=ESTIMATE, completion_tokens=MAX_TOKENS)))
+    openai_fake.reset()
+    openai_fake.set_default(Delay(1.0, Reply(prompt_tokens=ESTIMATE, completion_tokens=MAX_TOKENS)))
 
     teams = admin_put(admin, "teams/search", {"monthly_budget_usd": f"{BUDGET_USD:f}"})
     if teams.status_code in (404, 405):
@@ -137,8 +106,8 @@ async def test_two_processes_hold_one_team_dollar_budget(
     if "x-gateway-cost-usd" not in probe.headers:
         pytest.skip("needs the pipeline to price requests and settle their cost (issue 16, the lead's wiring)")
     assert Decimal(probe.headers["x-gateway-cost-usd"]) == Decimal(RESERVATION_NANO).scaleb(-9)
-    upstream.reset()
-    upstream.set_default(Delay(1.0, Reply(prompt_tokens=ESTIMATE, completion_tokens=MAX_TOKENS)))
+    openai_fake.reset()
+    openai_fake.set_default(Delay(1.0, Reply(prompt_tokens=ESTIMATE, completion_tokens=MAX_TOKENS)))
 
     keys = []
     for user in ("spend-ann", "spend-bob"):
@@ -148,7 +117,7 @@ async def test_two_processes_hold_one_team_dollar_budget(
     responses = await fire(base_urls, keys, 3 * FITS)
     served = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
-    assert len(served) == FITS and upstream.count == FITS
+    assert len(served) == FITS and openai_fake.count == FITS
     for response in refused:
         error = response.json()["error"]
         assert (response.status_code, error["code"]) == (429, "insufficient_quota"), response.text

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from llm_gateway import errors
 from llm_gateway.auth.identity import Identity
-from llm_gateway.limits.budget import Balance, ScopeKind, Unit
+from llm_gateway.limits.budget import Balance, Counts, ScopeKind, Unit
 from llm_gateway.pricing import ReservePrice
 from llm_gateway.schemas.core import Usage
 
@@ -199,6 +199,28 @@ class TokenBudgetExceeded(BudgetExceeded):
 
 class UsdBudgetExceeded(BudgetExceeded):
     """A monthly US-dollar budget (user, key or team) refused."""
+
+
+class CounterReports:
+    """``balance``, ``scope_balance`` and ``usd_balance`` over a backend's ``_read``, alike in both backends."""
+
+    async def _read(self, kind: ScopeKind, subject: str, month: str) -> Counts:
+        """A scope's month as the backend counts it, reservations included (the ledger's, if it has none)."""
+        raise NotImplementedError
+
+    async def balance(self, user_id: str, month: str, limit: int) -> Balance:
+        """The user's token counters for the month, for ``/v1/usage``."""
+        return await self.scope_balance("user", user_id, month, limit)
+
+    async def scope_balance(self, kind: ScopeKind, subject: str, month: str, limit: int) -> Balance:
+        """A user's, key's or team's token counters for the month."""
+        counts = await self._read(kind, subject, month)
+        return Balance(limit, counts.used, counts.reserved)
+
+    async def usd_balance(self, kind: ScopeKind, subject: str, month: str, limit_nano: int) -> Balance:
+        """A user's, key's or team's nano-dollar counters for the month."""
+        counts = await self._read(kind, subject, month)
+        return Balance(limit_nano, counts.used_nano, counts.reserved_nano)
 
 
 class Admission(Protocol):

@@ -14,6 +14,7 @@ from datetime import datetime
 from llm_gateway.auth.identity import Identity
 from llm_gateway.limits.base import (
     Clock,
+    CounterReports,
     LedgerTotals,
     Ticket,
     nano_to_charge,
@@ -21,7 +22,7 @@ from llm_gateway.limits.base import (
     tokens_to_charge,
     utcnow,
 )
-from llm_gateway.limits.budget import Balance, ScopeKind
+from llm_gateway.limits.budget import ScopeKind
 from llm_gateway.limits.rule import Plan, decide
 from llm_gateway.pricing import ReservePrice
 from llm_gateway.schemas.core import Usage
@@ -83,7 +84,7 @@ class _Counter:
             self.reserved_nano = max(0, self.reserved_nano - hold[1])
 
 
-class MemoryLimits:
+class MemoryLimits(CounterReports):
     """``Admission`` for the embedded shape. Counters start from ``ledger_totals`` at first use per scope-month.
 
     ``completion_allowance``: the completion reserved (and sent upstream as ``max_tokens``) when
@@ -131,7 +132,7 @@ class MemoryLimits:
             now=now or self._clock(),
             window_ms=self._window_ms,
         )
-        counters = [await self._counter(scope.kind, scope.subject, plan.month) for scope in plan.scopes]
+        counters = [await self._read(scope.kind, scope.subject, plan.month) for scope in plan.scopes]
         # No await from here on: the check and the reservation are one step for the event loop.
         self._prune(plan)
         for counter in counters:
@@ -162,17 +163,6 @@ class MemoryLimits:
         if ticket.close():
             self._finish(ticket, 0, 0)
 
-    async def balance(self, user_id: str, month: str, limit: int) -> Balance:
-        return await self.scope_balance("user", user_id, month, limit)
-
-    async def scope_balance(self, kind: ScopeKind, subject: str, month: str, limit: int) -> Balance:
-        counter = await self._counter(kind, subject, month)
-        return Balance(limit, counter.used, counter.reserved)
-
-    async def usd_balance(self, kind: ScopeKind, subject: str, month: str, limit_nano: int) -> Balance:
-        counter = await self._counter(kind, subject, month)
-        return Balance(limit_nano, counter.used_nano, counter.reserved_nano)
-
     async def aclose(self) -> None:
         return None
 
@@ -190,7 +180,7 @@ class MemoryLimits:
         window.advance(index)
         return window
 
-    async def _counter(self, kind: ScopeKind, subject: str, month: str) -> _Counter:
+    async def _read(self, kind: ScopeKind, subject: str, month: str) -> _Counter:
         key: CounterKey = (kind, subject, month)
         counter = self._counters.get(key)
         if counter is not None:

@@ -33,6 +33,7 @@ from llm_gateway.auth.identity import Identity
 from llm_gateway.limits import budget
 from llm_gateway.limits.base import (
     Clock,
+    CounterReports,
     LedgerTotals,
     LimitState,
     Ticket,
@@ -41,7 +42,7 @@ from llm_gateway.limits.base import (
     tokens_to_charge,
     utcnow,
 )
-from llm_gateway.limits.budget import Balance, BudgetScope, ScopeCounts, ScopeKind
+from llm_gateway.limits.budget import BudgetScope, ScopeCounts, ScopeKind
 from llm_gateway.limits.rule import Outcome, Plan, Refusal
 from llm_gateway.pricing import ReservePrice
 from llm_gateway.schemas.core import Usage
@@ -81,7 +82,7 @@ def lua_source(name: str) -> str:
     return resources.files("llm_gateway.limits").joinpath("lua", name).read_text(encoding="utf-8")
 
 
-class RedisLimits:
+class RedisLimits(CounterReports):
     """``Admission`` for the shared shape. The client is the caller's (it closes it).
 
     ``ledger_totals(kind, subject, month)`` returns the tokens and nano-dollars the ledger has charged
@@ -172,26 +173,12 @@ class RedisLimits:
         if ticket.close():
             await asyncio.shield(self._finish(ticket, 0, 0))
 
-    async def balance(self, user_id: str, month: str, limit: int) -> Balance:
-        """The user's token counters for the month, for ``/v1/usage``."""
-        return await self.scope_balance("user", user_id, month, limit)
-
-    async def scope_balance(self, kind: ScopeKind, subject: str, month: str, limit: int) -> Balance:
-        """A scope's token counters; the ledger's figure when Redis has none or is down."""
-        counts = await self._read(kind, subject, month)
-        return Balance(limit, counts.used, counts.reserved)
-
-    async def usd_balance(self, kind: ScopeKind, subject: str, month: str, limit_nano: int) -> Balance:
-        """A scope's nano-dollar counters; the ledger's figure when Redis has none or is down."""
-        counts = await self._read(kind, subject, month)
-        return Balance(limit_nano, counts.used_nano, counts.reserved_nano)
-
     async def aclose(self) -> None:
         while self._orphans:
             await asyncio.gather(*list(self._orphans), return_exceptions=True)
 
     async def _read(self, kind: ScopeKind, subject: str, month: str) -> ScopeCounts:
-        """A scope's month as Redis holds it (reservations included), else as the ledger has it."""
+        """A scope's month as Redis holds it (reservations included); the ledger's when Redis has none or is down."""
         try:
             async with asyncio.timeout(self._timeout):
                 values = await self._client.hmget(self._hash(kind, subject, month), _FIELDS)
