@@ -1,9 +1,11 @@
 """What admission adds to a request: admit + settle latency, in process and against Redis (one round trip each).
 
-    python bench/admission.py [--requests 5000] [--redis-url redis://127.0.0.1:6379/0]
+    python bench/admission.py [--requests 5000] [--redis-url redis://127.0.0.1:6379/0] [--callers user key]
 
 Sequential calls on one event loop (uvloop, as the gateway serves), so the numbers are the
-latency one request pays, not throughput. Also times the prompt estimate of a ~500-token chat.
+latency one request pays, not throughput. Callers: ``user`` (a user's token budget), ``key`` (and
+its key's), ``team`` (every limit there is: user, key and team budgets in tokens and US dollars, the
+team's rate, a priced request settled at its cost). Also times the prompt estimate of a ~500-token chat.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
 import uvloop
 from redis.asyncio import Redis
@@ -22,7 +26,24 @@ from llm_gateway.auth.identity import Identity
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.schemas.core import Usage
 
-WHO = Identity("bench-user", "api_key", 10**9, 10**15, key_id="bench-key")
+CALLERS = {
+    "user": Identity("bench-user", "api_key", 10**9, 10**15, key_id="bench-key"),
+    "key": Identity("bench-user", "api_key", 10**9, 10**15, key_id="bench-key", key_token_budget=10**15),
+    "team": Identity(
+        "bench-user",
+        "api_key",
+        10**9,
+        10**15,
+        key_id="bench-key",
+        key_token_budget=10**15,
+        monthly_budget_usd=Decimal(10**6),
+        key_budget_usd=Decimal(10**6),
+        team_id="bench-team",
+        team_token_budget=10**15,
+        team_budget_usd=Decimal(10**6),
+        team_rate_limit_per_minute=10**9,
+    ),
+}
 PROMPT = {
     "model": "gpt-4o-mini",
     "messages": [
@@ -39,13 +60,22 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {p50:8.1f} us   p99 {p99:8.1f} us"
 
 
-async def run(limits: Admission, requests: int) -> dict[str, list[float]]:
+async def run(limits: Admission, requests: int, caller: str) -> dict[str, list[float]]:
+    who = CALLERS[caller]
+    priced: dict[str, Any] = {}
+    if caller == "team":  # the price and cost arguments exist only since US-dollar budgets
+        from llm_gateway.pricing import ReservePrice
+
+        priced = {"price": ReservePrice(150, 600)}
     samples: dict[str, list[float]] = {"admit": [], "settle": [], "admit+settle": []}
     for index in range(requests + 200):  # the first 200 warm the pool and the script cache
         started = time.perf_counter()
-        ticket = await limits.admit(WHO, prompt_tokens=500, max_completion_tokens=200)
+        ticket = await limits.admit(who, prompt_tokens=500, max_completion_tokens=200, **priced)
         admitted = time.perf_counter()
-        await limits.settle(ticket, Usage(500, 150))
+        if priced:
+            await limits.settle(ticket, Usage(500, 150), cost_nano=165_000)
+        else:
+            await limits.settle(ticket, Usage(500, 150))
         settled = time.perf_counter()
         if index >= 200:
             samples["admit"].append((admitted - started) * 1e6)
@@ -56,7 +86,7 @@ async def run(limits: Admission, requests: int) -> dict[str, list[float]]:
 
 def report(name: str, samples: dict[str, list[float]]) -> None:
     for what, values in samples.items():
-        print(f"{name:7} {what:13} {percentiles(values)}")
+        print(f"{name:12} {what:13} {percentiles(values)}")
 
 
 def time_it(function: Callable[[], object], rounds: int = 2000) -> list[float]:
@@ -68,12 +98,14 @@ def time_it(function: Callable[[], object], rounds: int = 2000) -> list[float]:
     return values
 
 
-async def main(requests: int, redis_url: str) -> None:
-    report("memory", await run(MemoryLimits(), requests))
+async def main(requests: int, redis_url: str, callers: list[str]) -> None:
+    for caller in callers:
+        report(f"memory/{caller}", await run(MemoryLimits(), requests, caller))
     client = Redis.from_url(redis_url)
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     try:
-        report("redis", await run(RedisLimits(client, prefix), requests))
+        for caller in callers:
+            report(f"redis/{caller}", await run(RedisLimits(client, prefix), requests, caller))
         started = time.perf_counter()
         for _ in range(1000):
             await client.ping()
@@ -91,5 +123,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--callers", nargs="+", choices=sorted(CALLERS), default=["user", "key", "team"])
     arguments = parser.parse_args()
-    uvloop.run(main(arguments.requests, arguments.redis_url))
+    uvloop.run(main(arguments.requests, arguments.redis_url, arguments.callers))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,14 +15,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import redis
 
-from tests.identity_support import ADMIN_HEADERS
+from tests.identity_support import ADMIN_API_KEY, ADMIN_HEADERS, sqlite_url
 from tests.services import free_port
 
 START_TIMEOUT_SECONDS = 60.0  # a loaded CI machine; a healthy start takes a few seconds
@@ -33,6 +35,7 @@ RATELIMIT_HEADERS = (
     "x-ratelimit-remaining-tokens",
 )
 MODEL = "gpt-4o-mini"
+ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
@@ -163,6 +166,37 @@ class ServedGateway:
                 self.process.wait(timeout=10)
 
 
+def run_processes(script: str, args: list[Any], processes: int = 2) -> list[Any]:
+    """Run ``script`` (``python -c``, ``args`` as JSON in argv[1]) in ``processes`` processes released at once.
+
+    Each prints ``ready``, waits for a line on stdin, then prints a JSON list as its last line; the lists are
+    joined. For limits shared through Redis by separate OS processes, as gateway workers share them.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    results: list[Any] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0
+        results += json.loads(out.strip().splitlines()[-1])
+    return results
+
+
 def serve_all(envs: Iterable[Mapping[str, str]], workdir: Path) -> list[ServedGateway]:
     """Start several gateways at once (their start-ups overlap) and wait until each is healthy."""
     gateways = [ServedGateway(env, workdir) for env in envs]
@@ -174,3 +208,31 @@ def serve_all(envs: Iterable[Mapping[str, str]], workdir: Path) -> list[ServedGa
             gateway.stop()
         raise
     return gateways
+
+
+@contextmanager
+def sharing_redis(
+    workdir: Path, redis_url: str, label: str, env: Mapping[str, str], processes: int = 2
+) -> Iterator[tuple[list[ServedGateway], str]]:
+    """``processes`` gateways sharing one Redis (under a prefix of their own, dropped after) and one SQLite file.
+
+    Yields the gateways and the prefix. ``env`` adds to (or overrides) what they all get: an admin key, quiet
+    logs, and a Redis timeout for a loaded machine (the test's clients share the CPU with the gateways).
+    """
+    prefix = unique_prefix(label)
+    shared = {
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": sqlite_url(workdir),
+        "ADMIN_API_KEY": ADMIN_API_KEY,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": prefix,
+        "LIMITS_REDIS_TIMEOUT_SECONDS": "5",
+        **env,
+    }
+    gateways = serve_all([shared] * processes, workdir)
+    try:
+        yield gateways, prefix
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        drop_prefix(redis_url, prefix)

@@ -221,7 +221,7 @@ async def _usage(args: argparse.Namespace, accounts: Any, *, settings: Settings)
 
 
 async def _reserved_tokens(settings: Settings, ledger: Any, user_id: str, month: str, budget: int) -> int:
-    from llm_gateway.limits import RedisLimits
+    from llm_gateway.limits import RedisLimits, tokens_only_ledger
     from llm_gateway.store.redis import open_redis
 
     assert settings.redis_url is not None
@@ -229,7 +229,7 @@ async def _reserved_tokens(settings: Settings, ledger: Any, user_id: str, month:
         limits = RedisLimits(
             redis.client,
             redis.prefix,
-            ledger_usage=ledger.month_usage,
+            ledger_totals=tokens_only_ledger(ledger.month_usage, ledger.key_month_usage),
             timeout_seconds=settings.limits_redis_timeout_seconds,
         )
         return (await limits.balance(user_id, month, budget)).reserved

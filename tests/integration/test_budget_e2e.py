@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,11 +22,11 @@ import pytest
 from llm_gateway import tokens
 from llm_gateway.limits import memory as memory_limits
 from llm_gateway.limits import redis as redis_limits
-from llm_gateway.limits.base import Outcome, Plan
-from llm_gateway.limits.budget import Balance
+from llm_gateway.limits.budget import Counts
+from llm_gateway.limits.rule import Outcome, Plan, RateCounts
 from tests.conftest import StartGateway
 from tests.fakes import Delay, FakeProvider, Reply
-from tests.identity_support import ADMIN_API_KEY, create_key, sqlite_url
+from tests.identity_support import create_key
 from tests.limits_support import (
     MODEL,
     ServedGateway,
@@ -34,8 +34,8 @@ from tests.limits_support import (
     assert_ratelimit_headers,
     chat_body,
     drop_prefix,
-    serve_all,
     set_user,
+    sharing_redis,
     unique_prefix,
     wait_for,
 )
@@ -198,24 +198,9 @@ def two_processes(
 ) -> Iterator[list[ServedGateway]]:
     """Two ``llm-gateway serve`` processes sharing one Redis (a prefix of their own) and one SQLite file."""
     workdir = tmp_path_factory.mktemp("two-processes")
-    prefix = unique_prefix("budget-e2e")
-    env = {
-        "GATEWAY_CONFIG": "",
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": sqlite_url(workdir),
-        "ADMIN_API_KEY": ADMIN_API_KEY,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": prefix,
-        **SLOW_BOX,
-        **upstream.env,
-    }
-    gateways = serve_all([env, env], workdir)
-    try:
+    env = {"GATEWAY_CONFIG": "", **SLOW_BOX, **upstream.env}
+    with sharing_redis(workdir, redis_url, "budget-e2e", env) as (gateways, _):
         yield gateways
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        drop_prefix(redis_url, prefix)
 
 
 @pytest.fixture
@@ -261,8 +246,9 @@ async def test_two_processes_sharing_redis_hold_one_budget(
 
 
 def _check_only_decide(original: Callable[..., Outcome]) -> Callable[..., Outcome]:
-    def decide(plan: Plan, current: int, previous: int, balances: tuple[Balance, ...], allowance: Any) -> Outcome:
-        return original(plan, current, previous, tuple(replace(b, reserved=0) for b in balances), allowance)
+    def decide(plan: Plan, rates: Sequence[RateCounts], counts: Sequence[Counts], allowance: Any) -> Outcome:
+        unreserved = tuple(replace(c, reserved=0, reserved_nano=0) for c in counts)
+        return original(plan, rates, unreserved, allowance)
 
     return decide
 
@@ -272,7 +258,7 @@ def _check_only_lua(original: Callable[[str], str]) -> Callable[[str], str]:
         source = original(name)
         if name != "admit.lua":
             return source
-        patched = source.replace("limits[i] - used[i] - reserved[i]", "limits[i] - used[i]")
+        patched = source.replace("token_limit - used[i] - reserved[i]", "token_limit - used[i]")
         assert patched != source
         return patched
 

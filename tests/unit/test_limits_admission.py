@@ -7,62 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from llm_gateway.auth.identity import Identity
-from llm_gateway.limits import (
-    Admission,
-    MemoryLimits,
-    RedisLimits,
-    RequestRateExceeded,
-    Ticket,
-    TokenBudgetExceeded,
-)
+from llm_gateway.limits import Admission, RequestRateExceeded, Ticket, TokenBudgetExceeded
 from llm_gateway.schemas.core import Usage
+from tests.admission_support import Factory, Ledger
 
 NOW = datetime(2025, 3, 14, 12, 0, 0, tzinfo=UTC)  # on a minute boundary
 MONTH = "2025-03"
-Factory = Callable[..., Admission]
-
-
-class Ledger:
-    """A stand-in for the SQL ledger query: tokens per (subject, month), and who asked."""
-
-    def __init__(self, usage: dict[tuple[str, str], int] | None = None) -> None:
-        self.usage = dict(usage or {})
-        self.calls: list[tuple[str, str]] = []
-
-    async def __call__(self, subject: str, month: str) -> int:
-        self.calls.append((subject, month))
-        return self.usage.get((subject, month), 0)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-async def make_limits(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
-    """Build backends of one kind; Redis ones share a per-test key prefix (and are cleaned up)."""
-    clients: list[Redis] = []
-    prefix = f"test:limits:{uuid.uuid4().hex[:12]}:"
-
-    def make(**kwargs: Any) -> Admission:
-        if request.param == "memory":
-            return MemoryLimits(**kwargs)
-        client = Redis.from_url(request.getfixturevalue("redis_url"))
-        clients.append(client)
-        # Correctness, not latency, is under test: a loaded CI machine must not turn into a refusal.
-        kwargs.setdefault("timeout_seconds", 5.0)
-        return RedisLimits(client, prefix, **kwargs)
-
-    yield make
-    for client in clients:
-        async for key in client.scan_iter(match=f"{prefix}*"):
-            await client.delete(key)
-        await client.aclose()
 
 
 def person(
@@ -252,18 +208,18 @@ async def test_month_rollover(make_limits: Factory) -> None:
 
 
 async def test_counters_start_from_the_ledger(make_limits: Factory) -> None:
-    ledger = Ledger({("alice", MONTH): 1900})
-    limits = make_limits(ledger_usage=ledger)
+    ledger = Ledger({("user", "alice", MONTH): (1900, 0)})
+    limits = make_limits(ledger_totals=ledger)
     ticket = await limits.admit(person(budget=2000), prompt_tokens=50, max_completion_tokens=None, now=NOW)
     assert ticket.completion_cap == 50 and ticket.state.tokens_remaining == 0
     with pytest.raises(TokenBudgetExceeded):
         await limits.admit(person(budget=2000), prompt_tokens=1, max_completion_tokens=1, now=NOW)
-    assert ledger.calls == [("alice", MONTH)]  # read once per user-month, not per request
+    assert ledger.calls == [("user", "alice", MONTH)]  # read once per user-month, not per request
 
 
 async def test_a_key_budget_caps_the_key_inside_its_user(make_limits: Factory) -> None:
-    key_ledger = Ledger({("k1", MONTH): 100})
-    limits = make_limits(key_ledger_usage=key_ledger)
+    ledger = Ledger({("key", "k1", MONTH): (100, 0)})
+    limits = make_limits(ledger_totals=ledger)
     capped = person(budget=2000, key_id="k1", key_budget=500)
     ticket = await limits.admit(capped, prompt_tokens=100, max_completion_tokens=300, now=NOW)
     assert (ticket.key_id, ticket.state.tokens_limit, ticket.state.tokens_remaining) == ("k1", 500, 0)
@@ -276,7 +232,7 @@ async def test_a_key_budget_caps_the_key_inside_its_user(make_limits: Factory) -
     await limits.settle(ticket, Usage(100, 50))
     balance = await limits.balance("alice", MONTH, 2000)
     assert (balance.used, balance.reserved) == (150, 200)
-    assert key_ledger.calls == [("k1", MONTH)]
+    assert ("key", "k1", MONTH) in ledger.calls and len(ledger.calls) == 2  # the user's and the key's, once
 
 
 async def test_a_lost_ticket_frees_its_hold_after_the_reservation_ttl(make_limits: Factory) -> None:

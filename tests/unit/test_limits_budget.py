@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
 from llm_gateway.limits import LimitState, budget, format_duration
 from llm_gateway.limits.budget import Balance
+from llm_gateway.pricing import ReservePrice
 
 
 def test_month_is_utc() -> None:
@@ -43,7 +45,42 @@ def test_month_keys_outlive_their_month_by_a_week() -> None:
 def test_completion_allowance(
     available: int, prompt: int, max_tokens: int | None, allowance: int | None, cap: int | None
 ) -> None:
-    assert budget.completion_allowance(available, prompt, max_tokens, allowance) == cap
+    assert budget.completion_cap(budget.token_room(available, prompt, 1), max_tokens, allowance) == cap
+
+
+PRICE = ReservePrice(input_nano=150, output_nano=600)  # $0.15 / $0.60 per million tokens
+
+
+@pytest.mark.parametrize(
+    ("available_nano", "prompt", "choices", "price", "room"),
+    [
+        (1_000_000, 1000, 1, PRICE, (1_000_000 - 150_000) // 600),  # what is left after the prompt, per token
+        (1_000_000, 1000, 4, PRICE, (1_000_000 - 150_000) // 2400),  # shared by every choice
+        (100_000, 1000, 1, PRICE, (100_000 - 150_000) // 600),  # not even the prompt: negative, refused
+        (1, 0, 1, None, None),  # an unpriced request is not bounded by a budget with something left...
+        (0, 0, 1, None, -1),  # ...but a spent budget refuses it
+        (0, 0, 1, PRICE, -1),
+        (150_000, 1000, 1, ReservePrice(150, 0), None),  # free completions: any number, once the prompt fits
+        (149_999, 1000, 1, ReservePrice(150, 0), -1),
+    ],
+)
+def test_usd_room(available_nano: int, prompt: int, choices: int, price: ReservePrice | None, room: int | None) -> None:
+    assert budget.usd_room(available_nano, prompt, choices, price) == room
+
+
+def test_the_least_room_caps_the_completion_and_the_default_allowance_still_applies() -> None:
+    usd = budget.usd_room(1_000_000, 1000, 1, PRICE)
+    assert usd == 1416
+    assert budget.completion_cap(min(usd, budget.token_room(10**6, 1000, 1)), None, 4096) == 1416
+    assert budget.completion_cap(usd, 1416, 4096) == 1416  # the caller's max_tokens fits exactly
+    assert budget.completion_cap(usd, 1417, 4096) is None  # one token more does not
+    assert budget.completion_cap(None, 10**6, 4096) == 10**6  # no bound at all: the caller's number
+
+
+def test_a_dollar_budget_in_nano_dollars() -> None:
+    assert budget.limit_nano(Decimal("50")) == 50_000_000_000
+    assert budget.limit_nano(Decimal("0.0000000001")) == 1  # rounded up, never to a budget of nothing
+    assert budget.limit_nano(None) is None
 
 
 def test_binding_balance_is_the_tightest() -> None:

@@ -1,7 +1,8 @@
-"""What both admission backends share: the protocol, the Ticket, refusals and the header state.
+"""What both admission backends share: the protocol, the Ticket, what settlement charges, refusals, the headers.
 
-A backend turns its counters into an ``Outcome``; ``Outcome.ticket()`` turns that into a
-Ticket or raises the refusal, so the memory and Redis backends answer identically.
+The rule itself (``Plan``, ``decide``, ``Outcome``) is in ``rule.py``: a backend reads its counters,
+``decide`` (or its Lua twin) answers, ``Outcome.ticket()`` turns that into a Ticket or raises the
+refusal, so the memory and Redis backends answer identically.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Protocol
 
 from llm_gateway import errors
 from llm_gateway.auth.identity import Identity
-from llm_gateway.ids import new_id
-from llm_gateway.limits import budget, rate
-from llm_gateway.limits.budget import Balance, BudgetScope, ScopeKind
+from llm_gateway.limits.budget import Balance, Counts, ScopeKind, Unit
+from llm_gateway.pricing import ReservePrice
 from llm_gateway.schemas.core import Usage
 
-# (user id or key id, "YYYY-MM") -> tokens the ledger has charged to it that month.
-LedgerUsage = Callable[[str, str], Awaitable[int]]
+# (kind, user / key / team id, "YYYY-MM") -> (tokens, nano-dollars) the ledger has charged to it that month.
+LedgerTotals = Callable[[ScopeKind, str, str], Awaitable[tuple[int, int]]]
+# The ledger's token query of one kind of subject: (subject, "YYYY-MM") -> tokens.
+LedgerTokens = Callable[[str, str], Awaitable[int]]
 Clock = Callable[[], datetime]
 
 
@@ -27,9 +29,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def no_ledger(subject: str, month: str) -> int:
+async def no_ledger(kind: ScopeKind, subject: str, month: str) -> tuple[int, int]:
     """The ledger of a gateway without one: every rebuilt counter starts at zero."""
-    return 0
+    return 0, 0
+
+
+def tokens_only_ledger(user: LedgerTokens, key: LedgerTokens) -> LedgerTotals:
+    """``LedgerTotals`` from a ledger that counts tokens per user and key only (no cost, no team): zero for those."""
+
+    async def totals(kind: ScopeKind, subject: str, month: str) -> tuple[int, int]:
+        if kind == "user":
+            return await user(subject, month), 0
+        if kind == "key":
+            return await key(subject, month), 0
+        return 0, 0
+
+    return totals
 
 
 def format_duration(seconds: float) -> str:
@@ -45,7 +60,7 @@ def format_duration(seconds: float) -> str:
 # Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
 @dataclass(slots=True)
 class LimitState:
-    """What the ``x-ratelimit-*`` headers say. The ``tokens`` pair is the monthly budget that binds."""
+    """What the ``x-ratelimit-*`` headers say: the request rate and the token budget that bind most."""
 
     requests_limit: int
     requests_remaining: int
@@ -71,11 +86,14 @@ class Ticket:
     caller sent no ``max_tokens`` and the pipeline must send ``max_tokens = completion_cap``
     upstream, or the reservation would not bound the answer. Usage is charged to ``month``
     (the month of admission), also when the request ends after midnight on the 1st.
+    ``key_id`` / ``team_id`` are set when the key / the team has a budget of its own, which is
+    charged too (the ledger's ``team_id`` is the identity's). ``reserved_nano`` is the reservation
+    in nano-dollars (0 for an unpriced request).
     """
 
     id: str
     user_id: str
-    key_id: str | None  # set when the key has a budget of its own, which is charged too
+    key_id: str | None
     month: str
     prompt_tokens: int
     completion_cap: int  # per choice
@@ -83,6 +101,8 @@ class Ticket:
     state: LimitState
     degraded: bool = False  # admitted without counters (Redis down, fail-open): nothing reserved
     choices: int = 1  # the request's ``n``: each choice may write ``completion_cap`` tokens
+    team_id: str | None = None
+    reserved_nano: int = 0
     closed: bool = field(default=False, init=False)
 
     @property
@@ -95,8 +115,13 @@ class Ticket:
 
     @property
     def scopes(self) -> tuple[tuple[ScopeKind, str], ...]:
-        """The budgets this ticket draws on, as (kind, subject)."""
-        return (("user", self.user_id),) if self.key_id is None else (("user", self.user_id), ("key", self.key_id))
+        """The budgets this ticket draws on, as (kind, subject), in the order of ``Plan.scopes``."""
+        scopes: tuple[tuple[ScopeKind, str], ...] = (("user", self.user_id),)
+        if self.key_id is not None:
+            scopes += (("key", self.key_id),)
+        if self.team_id is not None:
+            scopes += (("team", self.team_id),)
+        return scopes
 
     def headers(self) -> dict[str, str]:
         return self.state.headers()
@@ -118,185 +143,88 @@ def tokens_to_charge(ticket: Ticket, usage: Usage | None, *, cached: bool) -> in
     return max(0, usage.prompt_tokens) + max(0, usage.completion_tokens)
 
 
+def nano_to_charge(ticket: Ticket, usage: Usage | None, *, cached: bool, cost_nano: int | None) -> int:
+    """The real cost when known; unknown usage costs the whole reservation; known usage of an unpriced model, 0."""
+    if cached:
+        return 0
+    if cost_nano is not None:
+        return max(0, cost_nano)
+    return ticket.reserved_nano if usage is None else 0
+
+
 class RequestRateExceeded(errors.RateLimited):
-    """429 ``rate_limit_exceeded``, carrying the ``x-ratelimit-*`` headers as every answer does."""
+    """429 ``rate_limit_exceeded``, carrying the ``x-ratelimit-*`` headers as every answer does.
 
-    def __init__(self, message: str, *, retry_after_seconds: int, state: LimitState) -> None:
-        super().__init__(message, retry_after_seconds=retry_after_seconds)
-        self.state = state
-
-    def headers(self) -> dict[str, str]:
-        return {**self.state.headers(), **super().headers()}
-
-
-class TokenBudgetExceeded(errors.QuotaExceeded):
-    """429 ``insufficient_quota``: the month's budget cannot cover this request; nothing was reserved."""
-
-    def __init__(self, message: str, *, retry_after_seconds: int, state: LimitState) -> None:
-        super().__init__(message, retry_after_seconds=retry_after_seconds)
-        self.state = state
-
-    def headers(self) -> dict[str, str]:
-        return {**self.state.headers(), **super().headers()}
-
-
-# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
-@dataclass(slots=True)
-class Plan:
-    """One admission's inputs, resolved once: the clock read, the month, the window, the scopes."""
-
-    identity: Identity
-    prompt_tokens: int
-    max_completion_tokens: int | None
-    choices: int
-    now: datetime
-    now_ms: int
-    month: str
-    window: int
-    elapsed_ms: int
-    window_ms: int
-    scopes: tuple[BudgetScope, ...]
-    ticket_id: str
-
-    @classmethod
-    def build(
-        cls,
-        identity: Identity,
-        *,
-        prompt_tokens: int,
-        max_completion_tokens: int | None,
-        now: datetime,
-        window_ms: int,
-        choices: int = 1,
-    ) -> Plan:
-        now = budget.as_utc(now)
-        now_ms = int(now.timestamp() * 1000)
-        window, elapsed = rate.position(now_ms, window_ms)
-        scopes = [BudgetScope("user", identity.user_id, identity.monthly_token_budget)]
-        if identity.key_id is not None and identity.key_token_budget is not None:
-            scopes.append(BudgetScope("key", identity.key_id, identity.key_token_budget))
-        return cls(
-            identity=identity,
-            prompt_tokens=max(0, prompt_tokens),
-            max_completion_tokens=None if max_completion_tokens is None else max(0, max_completion_tokens),
-            choices=max(1, choices),
-            now=now,
-            now_ms=now_ms,
-            month=budget.month_of(now),
-            window=window,
-            elapsed_ms=elapsed,
-            window_ms=window_ms,
-            scopes=tuple(scopes),
-            ticket_id=new_id(),
-        )
-
-    def counts(self, current: int, previous: int) -> rate.WindowCounts:
-        return rate.WindowCounts(current, previous, self.elapsed_ms, self.window_ms)
-
-    def degraded_ticket(self, default_allowance: int | None) -> Ticket:
-        """Fail-open: admit without counters. The headers then show the limits, not what is left."""
-        user_limit = self.identity.monthly_token_budget
-        cap = self.max_completion_tokens
-        if cap is None:
-            cap = default_allowance if default_allowance is not None else max(1, user_limit - self.prompt_tokens)
-        limit = self.identity.rate_limit_per_minute
-        state = LimitState(limit, limit, 0.0, user_limit, user_limit)
-        return self.make_ticket(cap, state, degraded=True)
-
-    def make_ticket(self, cap: int, state: LimitState, *, degraded: bool = False) -> Ticket:
-        key_scope = len(self.scopes) > 1
-        return Ticket(
-            id=self.ticket_id,
-            user_id=self.identity.user_id,
-            key_id=self.identity.key_id if key_scope else None,
-            month=self.month,
-            prompt_tokens=self.prompt_tokens,
-            completion_cap=cap,
-            cap_set_by_gateway=self.max_completion_tokens is None,
-            state=state,
-            degraded=degraded,
-            choices=self.choices,
-        )
-
-
-# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
-@dataclass(slots=True)
-class Outcome:
-    """A backend's verdict. ``current`` counts this request when admitted; ``balances`` follow ``plan.scopes``."""
-
-    plan: Plan
-    current: int
-    previous: int
-    balances: tuple[Balance, ...]
-    cap: int | None = None  # the completion allowance reserved; None when refused
-    rate_refused: bool = False
-
-    def ticket(self) -> Ticket:
-        """The Ticket of an admitted request, or raise the refusal."""
-        plan, identity = self.plan, self.plan.identity
-        limit = identity.rate_limit_per_minute
-        counts = plan.counts(self.current, self.previous)
-        bound = budget.binding(list(self.balances))
-        state = LimitState(
-            requests_limit=limit,
-            requests_remaining=rate.remaining(limit, counts),
-            requests_reset_seconds=rate.reset_ms(counts) / 1000,
-            tokens_limit=bound.limit,
-            tokens_remaining=bound.available,
-        )
-        if self.rate_refused:
-            wait_ms = rate.retry_after_ms(limit, counts)
-            raise RequestRateExceeded(
-                f"Rate limit reached for requests per minute: limit {limit}. "
-                f"Please try again in {format_duration(wait_ms / 1000)}.",
-                retry_after_seconds=-(-wait_ms // 1000),
-                state=state,
-            )
-        if self.cap is None:
-            raise TokenBudgetExceeded(
-                self._quota_message(bound),
-                retry_after_seconds=budget.seconds_until_next_month(plan.now),
-                state=state,
-            )
-        return plan.make_ticket(self.cap, state)
-
-    def _quota_message(self, bound: Balance) -> str:
-        plan = self.plan
-        wanted = "" if plan.max_completion_tokens is None else f" + max_tokens {plan.max_completion_tokens}"
-        if plan.choices > 1:
-            wanted += f" for each of n={plan.choices} choices"
-        return (
-            f"You exceeded your current quota: monthly token budget {bound.limit} for {plan.month}, "
-            f"{bound.used} used and {bound.reserved} reserved by requests in flight; this request needs "
-            f"prompt ~{plan.prompt_tokens}{wanted} tokens. The budget resets on "
-            f"{budget.next_month_start(plan.now):%Y-%m-%d} 00:00 UTC."
-        )
-
-
-def decide(
-    plan: Plan, current: int, previous: int, balances: tuple[Balance, ...], default_allowance: int | None
-) -> Outcome:
-    """The admission rule (``lua/admit.lua`` is its twin): rate first, then the reservation.
-
-    A refused request reserves nothing and is not counted toward the rate, whichever limit
-    refused it: it cost nothing upstream, and a caller whose ``max_tokens`` did not fit should
-    be able to retry at once with a smaller one without having burnt a request slot.
+    ``team_id`` is set when the team's rate refused, else it was the credential's.
     """
-    if not rate.admits(plan.identity.rate_limit_per_minute, plan.counts(current, previous)):
-        return Outcome(plan, current, previous, balances, rate_refused=True)
-    available = min(balance.available for balance in balances)
-    cap = budget.completion_allowance(
-        available, plan.prompt_tokens, plan.max_completion_tokens, default_allowance, plan.choices
-    )
-    if cap is None:
-        return Outcome(plan, current, previous, balances)
-    reserved = plan.prompt_tokens + plan.choices * cap
-    after = tuple(Balance(b.limit, b.used, b.reserved + reserved) for b in balances)
-    return Outcome(plan, current + 1, previous, after, cap=cap)
+
+    def __init__(
+        self, message: str, *, retry_after_seconds: int, state: LimitState, team_id: str | None = None
+    ) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds)
+        self.state = state
+        self.team_id = team_id
+
+    def headers(self) -> dict[str, str]:
+        return {**self.state.headers(), **super().headers()}
+
+
+class BudgetExceeded(errors.QuotaExceeded):
+    """429 ``insufficient_quota``: a monthly budget cannot cover this request; nothing was reserved.
+
+    ``kind``/``subject``/``unit`` name the budget that refused (``("team", "search", "usd")``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_seconds: int,
+        state: LimitState,
+        kind: ScopeKind = "user",
+        subject: str = "",
+        unit: Unit = "tokens",
+    ) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds)
+        self.state = state
+        self.kind, self.subject, self.unit = kind, subject, unit
+
+    def headers(self) -> dict[str, str]:
+        return {**self.state.headers(), **super().headers()}
+
+
+class TokenBudgetExceeded(BudgetExceeded):
+    """A monthly token budget (user, key or team) refused."""
+
+
+class UsdBudgetExceeded(BudgetExceeded):
+    """A monthly US-dollar budget (user, key or team) refused."""
+
+
+class CounterReports:
+    """``balance``, ``scope_balance`` and ``usd_balance`` over a backend's ``_read``, alike in both backends."""
+
+    async def _read(self, kind: ScopeKind, subject: str, month: str) -> Counts:
+        """A scope's month as the backend counts it, reservations included (the ledger's, if it has none)."""
+        raise NotImplementedError
+
+    async def balance(self, user_id: str, month: str, limit: int) -> Balance:
+        """The user's token counters for the month, for ``/v1/usage``."""
+        return await self.scope_balance("user", user_id, month, limit)
+
+    async def scope_balance(self, kind: ScopeKind, subject: str, month: str, limit: int) -> Balance:
+        """A user's, key's or team's token counters for the month."""
+        counts = await self._read(kind, subject, month)
+        return Balance(limit, counts.used, counts.reserved)
+
+    async def usd_balance(self, kind: ScopeKind, subject: str, month: str, limit_nano: int) -> Balance:
+        """A user's, key's or team's nano-dollar counters for the month."""
+        counts = await self._read(kind, subject, month)
+        return Balance(limit_nano, counts.used_nano, counts.reserved_nano)
 
 
 class Admission(Protocol):
-    """Requests-per-minute check and budget reservation in one atomic step, then settlement."""
+    """Request rates and budget reservations (tokens and US dollars) in one atomic step, then settlement."""
 
     async def admit(
         self,
@@ -305,13 +233,20 @@ class Admission(Protocol):
         prompt_tokens: int,
         max_completion_tokens: int | None,
         choices: int = 1,
+        price: ReservePrice | None = None,
         now: datetime | None = None,
     ) -> Ticket: ...
 
-    async def settle(self, ticket: Ticket, usage: Usage | None, *, cached: bool = False) -> int: ...
+    async def settle(
+        self, ticket: Ticket, usage: Usage | None, *, cached: bool = False, cost_nano: int | None = None
+    ) -> int: ...
 
     async def release(self, ticket: Ticket) -> None: ...
 
     async def balance(self, user_id: str, month: str, limit: int) -> Balance: ...
+
+    async def scope_balance(self, kind: ScopeKind, subject: str, month: str, limit: int) -> Balance: ...
+
+    async def usd_balance(self, kind: ScopeKind, subject: str, month: str, limit_nano: int) -> Balance: ...
 
     async def aclose(self) -> None: ...

@@ -1,8 +1,10 @@
-"""Monthly token budgets: calendar arithmetic and the reservation rule, as pure functions.
+"""Monthly budgets in tokens and in US dollars: calendar arithmetic and the reservation rule, as pure functions.
 
-A budget is counted per calendar month in UTC (``YYYY-MM``). Admission reserves
-``prompt estimate + completion allowance``; settlement replaces the reservation with the
-provider-reported usage. ``lua/admit.lua`` applies the same rule inside Redis.
+A budget is counted per calendar month in UTC (``YYYY-MM``), per user, per key (when it has a
+budget of its own) and per team. Admission reserves ``prompt estimate + completion allowance``
+tokens and, when the request is priced, those tokens at the most expensive price of its chain in
+nano-dollars; settlement replaces the reservation with the usage and the real cost.
+``lua/admit.lua`` applies the same rule inside Redis: integers only, so both agree to the unit.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal, Protocol
+
+from llm_gateway.pricing import ReservePrice, to_nano
 
 # Month counters outlive their month by a week: a long request admitted on the 31st still
 # settles into the right month, and an operator can still read last month's counters.
 MONTH_KEY_GRACE = timedelta(days=7)
 
-ScopeKind = Literal["user", "key"]
+ScopeKind = Literal["user", "key", "team"]
+Unit = Literal["tokens", "usd"]
 
 
 def as_utc(now: datetime) -> datetime:
@@ -44,19 +51,56 @@ def month_keys_ttl_seconds(now: datetime) -> int:
     return max(1, math.ceil((next_month_start(now) + MONTH_KEY_GRACE - as_utc(now)).total_seconds()))
 
 
-@dataclass(frozen=True, slots=True)
+@lru_cache(maxsize=4096)
+def limit_nano(usd: Decimal | None) -> int | None:
+    """A US-dollar budget as the counters hold it (whole nano-dollars); cached, it is read on every admission."""
+    return None if usd is None else max(0, to_nano(usd))
+
+
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
 class BudgetScope:
-    """One budget a request draws on: the user's, and the key's when the key has its own cap."""
+    """One holder of budgets a request draws on: the user, the key (its own cap), the team.
+
+    ``tokens`` and ``nano`` are its monthly budgets (None: none in that unit). A scope counts both
+    units whatever it enforces, so its spend can be reported and a budget set mid-month starts right.
+    """
 
     kind: ScopeKind
     subject: str
-    limit: int
+    tokens: int | None
+    nano: int | None
+
+
+class Counts(Protocol):
+    """A scope's month as a backend holds it (``ScopeCounts``, or the in-process counter itself)."""
+
+    used: int
+    reserved: int
+    used_nano: int
+    reserved_nano: int
+
+
+# Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
+@dataclass(slots=True)
+class ScopeCounts:
+    """A scope's month as the counters hold it: tokens and nano-dollars, used and reserved by requests in flight."""
+
+    used: int
+    reserved: int
+    used_nano: int = 0
+    reserved_nano: int = 0
+
+
+def after(counts: Counts, tokens: int, nano: int) -> ScopeCounts:
+    """The counts once a reservation of ``tokens`` and ``nano`` is held."""
+    return ScopeCounts(counts.used, counts.reserved + tokens, counts.used_nano, counts.reserved_nano + nano)
 
 
 # Not frozen: built on every admission, and a frozen dataclass's __init__ costs a setattr call per field.
 @dataclass(slots=True)
 class Balance:
-    """A scope's counters for the month. ``reserved`` is held by requests in flight."""
+    """A budget's counters for the month, in tokens or nano-dollars. ``reserved`` is held by requests in flight."""
 
     limit: int
     used: int
@@ -67,25 +111,40 @@ class Balance:
         return max(0, self.limit - self.used - self.reserved)
 
 
-def completion_allowance(
-    available: int,
-    prompt_tokens: int,
-    max_completion_tokens: int | None,
-    default_allowance: int | None,
-    choices: int = 1,
-) -> int | None:
-    """The completion tokens to reserve per choice (and cap upstream), or None when the budget cannot cover them.
+def token_room(available: int, prompt_tokens: int, choices: int) -> int:
+    """Completion tokens per choice a token budget with ``available`` left can still reserve (negative: none)."""
+    return (available - prompt_tokens) // choices
 
-    Every choice (``n``) may write the whole cap, so ``choices`` caps are reserved. With
-    ``max_tokens`` the caller's number is reserved whole: clamping it silently would truncate
-    answers the caller sized on purpose. Without it the gateway caps each choice at its share of
-    what is left, but at most ``default_allowance`` (None: everything that is left) -- otherwise
-    one request would reserve the whole month and block every concurrent one.
+
+def usd_room(available_nano: int, prompt_tokens: int, choices: int, price: ReservePrice | None) -> int | None:
+    """Completion tokens per choice a US-dollar budget can still pay for at ``price``; None: any number.
+
+    A budget with nothing left refuses every request, an unpriced one too (-1): spent is spent.
     """
-    choices = max(1, choices)
+    if available_nano <= 0:
+        return -1
+    if price is None:
+        return None
+    left = available_nano - prompt_tokens * price.input_nano
+    if price.output_nano <= 0:
+        return None if left >= 0 else -1
+    return left // (choices * price.output_nano)
+
+
+def completion_cap(room: int | None, max_completion_tokens: int | None, default_allowance: int | None) -> int | None:
+    """The completion tokens to reserve per choice (and cap upstream), or None when the budgets cannot cover them.
+
+    ``room`` is the least any budget can pay for, per choice (``token_room``, ``usd_room``). With
+    ``max_tokens`` the caller's number is reserved whole: clamping it silently would truncate answers
+    the caller sized on purpose. Without it the gateway caps each choice at what every budget has
+    room for, but at most ``default_allowance`` (None: everything) -- otherwise one request would
+    reserve the whole month and block every concurrent one.
+    """
     if max_completion_tokens is not None:
-        return max_completion_tokens if prompt_tokens + choices * max_completion_tokens <= available else None
-    cap = (available - prompt_tokens) // choices
+        return max_completion_tokens if room is None or max_completion_tokens <= room else None
+    cap = room if room is not None else default_allowance
+    if cap is None:
+        return None  # nothing bounds the answer: not reachable, a user always has a token budget
     if default_allowance is not None:
         cap = min(cap, default_allowance)
     return cap if cap >= 1 else None

@@ -1,9 +1,11 @@
 """Admission shared by every gateway process through Redis: one Lua script, one round trip.
 
-Keys (``prefix`` first): ``rate:<rate_key>:<window>`` (a counter, expires after two windows),
-``budget:<user>:<YYYY-MM>`` / ``keybudget:<key id>:<YYYY-MM>`` (hashes ``used``/``reserved``) and
-``…:holds`` (a sorted set of the holds in flight, by deadline); month keys expire a week after
-their month. Scripts run by EVALSHA; on NOSCRIPT (a restarted Redis) redis-py loads and retries.
+Keys (``prefix`` first): ``rate:<rate_key>:<window>`` and ``rate:team:<team id>:<window>``
+(counters, expire after two windows), ``budget:<user>:<YYYY-MM>`` / ``keybudget:<key id>:<YYYY-MM>`` /
+``teambudget:<team id>:<YYYY-MM>`` (hashes ``used``/``reserved`` in tokens, ``used_nano``/``reserved_nano``
+in nano-dollars) and ``…:holds`` (a sorted set of the holds in flight, ``<ticket>:<tokens>:<nano>`` by
+deadline); month keys expire a week after their month. Scripts run by EVALSHA; on NOSCRIPT (a
+restarted Redis) redis-py loads and retries.
 
 A budget hash that Redis lost is rebuilt from the ledger before anything is admitted against
 it, so a Redis restart never hands out a fresh budget. The clock is the gateway's (injected),
@@ -31,16 +33,18 @@ from llm_gateway.auth.identity import Identity
 from llm_gateway.limits import budget
 from llm_gateway.limits.base import (
     Clock,
-    LedgerUsage,
+    CounterReports,
+    LedgerTotals,
     LimitState,
-    Outcome,
-    Plan,
     Ticket,
+    nano_to_charge,
     no_ledger,
     tokens_to_charge,
     utcnow,
 )
-from llm_gateway.limits.budget import Balance, BudgetScope, ScopeKind
+from llm_gateway.limits.budget import BudgetScope, ScopeCounts, ScopeKind
+from llm_gateway.limits.rule import Outcome, Plan, Refusal
+from llm_gateway.pricing import ReservePrice
 from llm_gateway.schemas.core import Usage
 
 if TYPE_CHECKING:  # redis-py itself only once a client exists (it is slow to import)
@@ -48,7 +52,14 @@ if TYPE_CHECKING:  # redis-py itself only once a client exists (it is slow to im
 
 logger = logging.getLogger(__name__)
 
-ADMITTED, RATE_REFUSED, BUDGET_REFUSED, BUDGET_MISSING = 0, 1, 2, 3
+ADMITTED, RATE_REFUSED, TOKENS_REFUSED, BUDGET_MISSING, USD_REFUSED = 0, 1, 2, 3, 4
+_REFUSALS: dict[int, Literal["rate", "tokens", "usd"]] = {
+    RATE_REFUSED: "rate",
+    TOKENS_REFUSED: "tokens",
+    USD_REFUSED: "usd",
+}
+_HASHES: dict[ScopeKind, str] = {"user": "budget", "key": "keybudget", "team": "teambudget"}
+_FIELDS = ["used", "reserved", "used_nano", "reserved_nano"]
 
 
 @cache
@@ -71,11 +82,11 @@ def lua_source(name: str) -> str:
     return resources.files("llm_gateway.limits").joinpath("lua", name).read_text(encoding="utf-8")
 
 
-class RedisLimits:
+class RedisLimits(CounterReports):
     """``Admission`` for the shared shape. The client is the caller's (it closes it).
 
-    ``ledger_usage(user_id, month)`` / ``key_ledger_usage(key_id, month)`` return the tokens the
-    ledger has charged that month; they are read only when Redis has no counter for it.
+    ``ledger_totals(kind, subject, month)`` returns the tokens and nano-dollars the ledger has charged
+    that user, key or team that month; it is read only when Redis has no counter for it.
     See ``MemoryLimits`` for ``completion_allowance`` and ``reservation_ttl_seconds``.
     """
 
@@ -84,8 +95,7 @@ class RedisLimits:
         client: Redis,
         prefix: str = "llmgw:",
         *,
-        ledger_usage: LedgerUsage = no_ledger,
-        key_ledger_usage: LedgerUsage = no_ledger,
+        ledger_totals: LedgerTotals = no_ledger,
         on_redis_error: Literal["open", "closed"] = "closed",
         timeout_seconds: float = 0.5,
         completion_allowance: int | None = 4096,
@@ -95,7 +105,7 @@ class RedisLimits:
     ) -> None:
         self._client = client
         self._prefix = prefix
-        self._ledgers: dict[ScopeKind, LedgerUsage] = {"user": ledger_usage, "key": key_ledger_usage}
+        self._ledger = ledger_totals
         self._fail_open = on_redis_error == "open"
         self._timeout = timeout_seconds
         self._allowance = completion_allowance
@@ -118,6 +128,7 @@ class RedisLimits:
         prompt_tokens: int,
         max_completion_tokens: int | None,
         choices: int = 1,
+        price: ReservePrice | None = None,
         now: datetime | None = None,
     ) -> Ticket:
         plan = Plan.build(
@@ -125,6 +136,7 @@ class RedisLimits:
             prompt_tokens=prompt_tokens,
             max_completion_tokens=max_completion_tokens,
             choices=choices,
+            price=price,
             now=now or self._clock(),
             window_ms=self._window_ms,
         )
@@ -135,76 +147,80 @@ class RedisLimits:
                 reply = [int(value) for value in await self._admit_once(plan, keys, args)]
             except self._redis_down as exc:
                 return self._unavailable(plan, exc)
-            status, current, previous, cap, *counters = reply
-            if status == BUDGET_MISSING:
-                await self._rebuild(plan, missing=current, since=sent)
+            if reply[0] == BUDGET_MISSING:
+                await self._rebuild(plan, missing=reply[1], since=sent)
                 continue
-            balances = tuple(
-                Balance(scope.limit, counters[2 * i], counters[2 * i + 1]) for i, scope in enumerate(plan.scopes)
-            )
-            admitted_cap = cap if status == ADMITTED else None
-            return Outcome(
-                plan, current, previous, balances, cap=admitted_cap, rate_refused=status == RATE_REFUSED
-            ).ticket()
+            return _outcome(plan, reply).ticket()
         # Only if the counters vanish again between rebuild and admission, three times over.
         raise errors.ServiceUnavailable("Budget counters could not be initialised; try again shortly.")
 
-    async def settle(self, ticket: Ticket, usage: Usage | None, *, cached: bool = False) -> int:
-        """Charge the usage (the whole reservation when None, nothing when cached) and free the hold; once.
+    async def settle(
+        self, ticket: Ticket, usage: Usage | None, *, cached: bool = False, cost_nano: int | None = None
+    ) -> int:
+        """Charge the usage and its cost (the whole reservation when unknown, nothing when cached), free the hold; once.
 
         Shielded: a caller cancelled mid-settlement (a client that went away) still pays.
         """
         if not ticket.close():
             return 0
         charge = tokens_to_charge(ticket, usage, cached=cached)
-        await asyncio.shield(self._finish(ticket, charge))
+        nano = nano_to_charge(ticket, usage, cached=cached, cost_nano=cost_nano)
+        await asyncio.shield(self._finish(ticket, charge, nano))
         return charge
 
     async def release(self, ticket: Ticket) -> None:
         """The request failed upstream: charge nothing, free the hold."""
         if ticket.close():
-            await asyncio.shield(self._finish(ticket, 0))
-
-    async def balance(self, user_id: str, month: str, limit: int) -> Balance:
-        """The month's counters, for ``/v1/usage``; the ledger's figure when Redis has none or is down."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                used, reserved = await self._client.hmget(self._hash("user", user_id, month), ["used", "reserved"])
-        except self._redis_down as exc:
-            self._warn("usage read", exc)
-            used = reserved = None
-        if used is None:
-            return Balance(limit, max(0, int(await self._ledgers["user"](user_id, month))), 0)
-        return Balance(limit, int(used), int(reserved or 0))
+            await asyncio.shield(self._finish(ticket, 0, 0))
 
     async def aclose(self) -> None:
         while self._orphans:
             await asyncio.gather(*list(self._orphans), return_exceptions=True)
 
+    async def _read(self, kind: ScopeKind, subject: str, month: str) -> ScopeCounts:
+        """A scope's month as Redis holds it (reservations included); the ledger's when Redis has none or is down."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                values = await self._client.hmget(self._hash(kind, subject, month), _FIELDS)
+        except self._redis_down as exc:
+            self._warn("usage read", exc)
+            values = [None]
+        if values[0] is None:
+            tokens, nano = await self._ledger(kind, subject, month)
+            return ScopeCounts(max(0, int(tokens)), 0, max(0, int(nano)), 0)
+        return ScopeCounts(*(int(value or 0) for value in values))
+
     def _hash(self, kind: ScopeKind, subject: str, month: str) -> str:
-        return f"{self._prefix}{'budget' if kind == 'user' else 'keybudget'}:{subject}:{month}"
+        return f"{self._prefix}{_HASHES[kind]}:{subject}:{month}"
 
     def _admit_call(self, plan: Plan) -> tuple[list[str], list[str | int]]:
-        rate_key = f"{self._prefix}rate:{plan.identity.rate_key}:"
-        keys = [f"{rate_key}{plan.window}", f"{rate_key}{plan.window - 1}"]
-        for scope in plan.scopes:
-            hash_key = self._hash(scope.kind, scope.subject, plan.month)
+        keys: list[str] = []
+        for scope in plan.rates:
+            rate_key = f"{self._prefix}rate:{scope.key}:"
+            keys += [f"{rate_key}{plan.window}", f"{rate_key}{plan.window - 1}"]
+        limits: list[str | int] = []
+        for budget_scope in plan.scopes:
+            hash_key = self._hash(budget_scope.kind, budget_scope.subject, plan.month)
             keys += [hash_key, f"{hash_key}:holds"]
-        limits = [scope.limit for scope in plan.scopes] + [0]
+            limits += [_or_none(budget_scope.tokens), _or_none(budget_scope.nano)]
+        price = plan.price
         args: list[str | int] = [
-            plan.identity.rate_limit_per_minute,
+            len(plan.rates),
             plan.window_ms,
             plan.elapsed_ms,
             plan.now_ms,
-            limits[0],
-            limits[1],
+            plan.rates[0].limit,
+            plan.rates[1].limit if len(plan.rates) > 1 else -1,
             plan.prompt_tokens,
-            -1 if plan.max_completion_tokens is None else plan.max_completion_tokens,
-            -1 if self._allowance is None else self._allowance,
+            _or_none(plan.max_completion_tokens),
+            _or_none(self._allowance),
+            plan.choices,
+            0 if price is None else price.input_nano,
+            0 if price is None else price.output_nano,
             plan.ticket_id,
             plan.now_ms + self._ttl_ms,
             budget.month_keys_ttl_seconds(plan.now),
-            plan.choices,
+            *limits,
         ]
         return keys, args
 
@@ -224,7 +240,7 @@ class RedisLimits:
     def _release_orphan(self, plan: Plan, call: asyncio.Future[Any]) -> None:
         if call.cancelled() or call.exception() is not None:
             return
-        status, _current, _previous, cap, *_ = (int(value) for value in call.result())
+        status, _detail, cap, *_ = (int(value) for value in call.result())
         if status == ADMITTED:
             ticket = plan.make_ticket(cap, LimitState(0, 0, 0.0, 0, 0))
             task = asyncio.ensure_future(self.release(ticket))
@@ -259,21 +275,24 @@ class RedisLimits:
             self._rebuilt_at.clear()
 
     async def _init_from_ledger(self, scope: BudgetScope, plan: Plan, hash_key: str) -> None:
-        used = max(0, int(await self._ledgers[scope.kind](scope.subject, plan.month)))
+        tokens, nano = await self._ledger(scope.kind, scope.subject, plan.month)
         ttl = budget.month_keys_ttl_seconds(plan.now)
         try:
-            await self._run(self._init_script, [hash_key, f"{hash_key}:holds"], [used, ttl])
+            await self._run(
+                self._init_script, [hash_key, f"{hash_key}:holds"], [max(0, int(tokens)), max(0, int(nano)), ttl]
+            )
         except self._redis_down as exc:
             self._warn("budget rebuild", exc)  # the next admit() attempt meets the outage and decides
 
-    async def _finish(self, ticket: Ticket, charge: int) -> None:
+    async def _finish(self, ticket: Ticket, charge: int, nano: int) -> None:
         keys: list[str] = []
         for kind, subject in ticket.scopes:
             hash_key = self._hash(kind, subject, ticket.month)
             keys += [hash_key, f"{hash_key}:holds"]
+        held, held_nano = ticket.reserved_tokens, ticket.reserved_nano
         try:
             await self._run(
-                self._settle_script, keys, [f"{ticket.id}:{ticket.reserved_tokens}", ticket.reserved_tokens, charge]
+                self._settle_script, keys, [f"{ticket.id}:{held}:{held_nano}", held, held_nano, charge, nano]
             )
         except self._redis_down as exc:
             # The hold expires by itself; the ledger row still carries the usage.
@@ -294,3 +313,23 @@ class RedisLimits:
         if time.monotonic() - self._last_warning >= 10:
             self._last_warning = time.monotonic()
             logger.warning("redis unavailable during %s: %s", what, type(exc).__name__)
+
+
+def _or_none(value: int | None) -> int:
+    """Lua's "none": -1."""
+    return -1 if value is None else value
+
+
+def _outcome(plan: Plan, reply: list[int]) -> Outcome:
+    """``admit.lua``'s reply as the Outcome ``decide`` would have made of the same counters."""
+    status, detail, cap = reply[0], reply[1], reply[2]
+    rest = reply[3:]
+    rates = len(plan.rates)
+    counts = [(rest[2 * r], rest[2 * r + 1]) for r in range(rates)]
+    scopes = rest[2 * rates :]
+    counters = [ScopeCounts(*scopes[4 * i : 4 * i + 4]) for i in range(len(plan.scopes))]
+    if status == ADMITTED:
+        tokens, nano = plan.reservation(cap)
+        return Outcome(plan, counts, counters, cap, tokens=tokens, nano=nano)
+    refusal: Refusal = (_REFUSALS[status], detail - 1)
+    return Outcome(plan, counts, counters, refusal=refusal)
