@@ -272,6 +272,7 @@ class Pipeline:
                 request_id=record.request_id,
                 user_id=call.identity.user_id,
                 key_id=call.identity.key_id,
+                team_id=call.identity.team_id,
                 month=call.ticket.month,
                 model_group=call.request.model,
                 endpoint=call.surface.name,
