@@ -278,7 +278,7 @@ async def _usage(args: argparse.Namespace, accounts: Any, *, settings: Settings)
     identity = await load_user_identity(accounts.database, args.user, Defaults.of(settings))
     async with _ledger_and_limits(settings, accounts.database) as (ledger, live):
         report = await caller_report(identity, args.month or _this_month(), ledger, live)
-    return report.model_dump(mode="json", exclude_none=True)
+    return _json(report)
 
 
 async def _show_team(args: argparse.Namespace, accounts: Any, *, settings: Settings) -> Any:
@@ -291,7 +291,7 @@ async def _show_team(args: argparse.Namespace, accounts: Any, *, settings: Setti
     async with _ledger_and_limits(settings, accounts.database) as (ledger, live):
         month = args.month or _this_month()
         usage = await team_month(args.team, team.monthly_token_budget, team.monthly_budget_usd, month, ledger, live)
-    return {**_json(team), "usage": usage.model_dump(mode="json", exclude_none=True)}
+    return {**_json(team), "usage": _json(usage)}
 
 
 def _this_month() -> str:
@@ -304,15 +304,16 @@ def _this_month() -> str:
 async def _ledger_and_limits(settings: Settings, database: Any) -> AsyncIterator[tuple[Any, Any]]:
     """The ledger, and the live reservations: in Redis when shared. An embedded server keeps them in its own
     memory, so without ``REDIS_URL`` they show as 0."""
-    from llm_gateway.limits import RedisLimits
     from llm_gateway.reports import NoReservations
     from llm_gateway.store.ledger import UsageLedger
-    from llm_gateway.store.redis import open_redis
 
     ledger = UsageLedger(database)
     if settings.redis_url is None:
         yield ledger, NoReservations()
         return
+    from llm_gateway.limits import RedisLimits  # redis-py only when there is a Redis to read
+    from llm_gateway.store.redis import open_redis
+
     async with open_redis(settings.redis_url.get_secret_value(), settings.redis_prefix) as redis:
         yield (
             ledger,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llm_gateway.auth.identity import Identity
 from llm_gateway.limits.budget import Balance
@@ -22,6 +22,11 @@ from llm_gateway.schemas.money import Usd
 from llm_gateway.store.ledger import LedgerScope, MonthReport, UsageLedger
 
 _NANO_PER_USD = Decimal(1_000_000_000)
+
+
+def _omitted_when_none() -> Any:
+    """A figure that only some callers have (a budget they do not have): absent from the JSON, not null."""
+    return Field(None, exclude_if=lambda value: value is None)
 
 
 class ModelUsage(BaseModel):
@@ -34,14 +39,14 @@ class ModelUsage(BaseModel):
 class BudgetUsage(BaseModel):
     """One budget holder's month: token figures when it has a token budget, dollar ones when it has a dollar budget."""
 
-    budget_tokens: int | None = None
+    budget_tokens: int | None = _omitted_when_none()
     used_tokens: int
-    reserved_tokens: int | None = None
-    remaining_tokens: int | None = None
+    reserved_tokens: int | None = _omitted_when_none()
+    remaining_tokens: int | None = _omitted_when_none()
     spend_usd: Usd
-    budget_usd: Usd | None = None
-    reserved_usd: Usd | None = None
-    remaining_usd: Usd | None = None
+    budget_usd: Usd | None = _omitted_when_none()
+    reserved_usd: Usd | None = _omitted_when_none()
+    remaining_usd: Usd | None = _omitted_when_none()
 
 
 class UsageReport(BaseModel):
@@ -50,20 +55,20 @@ class UsageReport(BaseModel):
 
     user_id: str
     month: str
-    team_id: str | None = None
+    team_id: str | None = _omitted_when_none()
     budget_tokens: int
     used_tokens: int
     reserved_tokens: int
     remaining_tokens: int
     requests: int
     spend_usd: Usd
-    budget_usd: Usd | None = None  # present when a US dollar budget applies
-    reserved_usd: Usd | None = None
-    remaining_usd: Usd | None = None
+    budget_usd: Usd | None = _omitted_when_none()  # present when a US dollar budget applies
+    reserved_usd: Usd | None = _omitted_when_none()
+    remaining_usd: Usd | None = _omitted_when_none()
     by_model: dict[str, ModelUsage]
-    key: BudgetUsage | None = None
-    user: BudgetUsage | None = None
-    team: BudgetUsage | None = None
+    key: BudgetUsage | None = _omitted_when_none()
+    user: BudgetUsage | None = _omitted_when_none()
+    team: BudgetUsage | None = _omitted_when_none()
 
 
 class ScopeMonth(BudgetUsage):

@@ -64,13 +64,7 @@ async def set_key(key_id: str, body: KeyLimits, accounts: AccountsDep) -> KeyPub
     return key
 
 
-@router.get(
-    "/usage",
-    response_model=UsageReport,
-    response_model_exclude_none=True,
-    responses=_ERRORS,
-    summary="A user's usage and spend for a month",
-)
+@router.get("/usage", response_model=UsageReport, responses=_ERRORS, summary="A user's usage and spend for a month")
 async def user_usage(request: Request, user_id: str, month: MonthQuery = None) -> UsageReport:
     auth: AuthService = request.app.state.auth
     return await identity_report(request, await auth.users.identity(user_id), month)
@@ -104,13 +98,7 @@ async def set_team(team_id: str, body: TeamLimits, accounts: AccountsDep) -> Tea
     return await accounts.set_team(check_team_id(team_id), body)
 
 
-@router.get(
-    "/teams/{team_id:path}",
-    response_model=TeamReport,
-    response_model_exclude_none=True,
-    responses=_ERRORS,
-    summary="A team's limits, members and month",
-)
+@router.get("/teams/{team_id:path}", response_model=TeamReport, responses=_ERRORS, summary="A team's limits and month")
 async def get_team(request: Request, team_id: str, accounts: AccountsDep, month: MonthQuery = None) -> TeamReport:
     team = await accounts.get_team(team_id)
     if team is None:

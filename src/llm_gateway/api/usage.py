@@ -48,12 +48,6 @@ async def identity_report(request: Request, identity: Identity, month: str | Non
     return await caller_report(identity, parse_month(month), *ledger_and_limits(request))
 
 
-@router.get(
-    "/v1/usage",
-    response_model=UsageReport,
-    response_model_exclude_none=True,
-    responses=ERRORS,
-    summary="Your usage and spend this month",
-)
+@router.get("/v1/usage", response_model=UsageReport, responses=ERRORS, summary="Your usage and spend this month")
 async def my_usage(request: Request, identity: CallerDep, month: MonthQuery = None) -> UsageReport:
     return await identity_report(request, identity, month)
