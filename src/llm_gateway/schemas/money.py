@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, PlainSerializer
+from pydantic import AfterValidator, Field, PlainSerializer, WithJsonSchema
 
 from llm_gateway.pricing import format_usd
 from llm_gateway.settings import MAX_BUDGET_USD
@@ -18,7 +18,20 @@ from llm_gateway.settings import MAX_BUDGET_USD
 # A monthly budget in US dollars: 0 (nothing may be spent) up to MAX_BUDGET_USD, to the micro-dollar.
 # ``abs`` turns the decimal ``-0`` into ``0``.
 UsdBudget = Annotated[
-    Decimal, Field(ge=0, le=MAX_BUDGET_USD, decimal_places=6, examples=["25.00"]), AfterValidator(abs)
+    Decimal,
+    Field(ge=0, le=MAX_BUDGET_USD, decimal_places=6),
+    AfterValidator(abs),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": int(MAX_BUDGET_USD)},
+                {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,6})?$"},
+            ],
+            "description": f"US dollars, a string or a number: at most six decimals, 0 to {MAX_BUDGET_USD}",
+            "examples": ["25.00"],
+        },
+        mode="validation",
+    ),
 ]
 # An amount in an answer: six decimals, as a string.
 Usd = Annotated[Decimal, PlainSerializer(format_usd, return_type=str, when_used="json")]
