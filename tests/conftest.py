@@ -15,7 +15,13 @@ from tests.harness import GatewayServer
 from tests.identity_support import ADMIN_API_KEY, sqlite_url
 from tests.services import RedisServer, postgres_service, redis_service
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.sdk_support", "tests.messages_support", "tests.admission_support"]
+pytest_plugins = [
+    "tests.fakes.fixtures",
+    "tests.sdk_support",
+    "tests.messages_support",
+    "tests.admission_support",
+    "tests.cli_support",
+]
 
 StartGateway = Callable[..., GatewayServer]
 

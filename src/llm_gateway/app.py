@@ -34,7 +34,7 @@ from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache
 from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
 from llm_gateway.http import UpstreamBounds
-from llm_gateway.limits import Admission, MemoryLimits, RedisLimits, tokens_only_ledger
+from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.pipeline import Pipeline
 from llm_gateway.pricing_book import PriceBook
 from llm_gateway.providers.base import Provider
@@ -220,9 +220,7 @@ def _limits(settings: Settings, redis: PrefixedRedis | None, ledger: UsageLedger
     """Rate limits and budgets: in Redis when shared, else in process; rebuilt from the ledger when lost."""
     allowance = settings.default_completion_allowance
     reservation_ttl = settings.request_timeout_seconds + 60
-    # The ledger's token totals per user and key; its spend and its teams come with its cost_usd and team_id
-    # columns (then: ``ledger_totals=ledger.month_totals``). Until then rebuilt US-dollar counters start at zero.
-    ledger_totals = tokens_only_ledger(ledger.month_usage, ledger.key_month_usage)
+    ledger_totals = ledger.month_totals  # tokens and spend per user, key and team: what lost counters restart from
     if redis is None:
         return MemoryLimits(
             ledger_totals=ledger_totals,

@@ -1,7 +1,7 @@
-"""``llm-gateway``: serve the gateway; manage keys, users and the database without a running server.
+"""``llm-gateway``: serve the gateway; manage keys, users, teams and the database without a running server.
 
-``keys``, ``users`` and ``usage`` print the same JSON as the admin API; ``keys`` and ``users`` announce
-revocations and limit changes over Redis (when ``REDIS_URL`` is set) so running gateways notice within a second.
+``keys``, ``users``, ``teams`` and ``usage`` print the same JSON as the admin API; changes are announced over
+Redis (when ``REDIS_URL`` is set) so running gateways notice within a second.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "serve":
         return serve_forever(config, host=args.host, port=args.port, workers=args.workers)
-    action = partial(_usage, settings=config.settings) if args.command == "usage" else args.action
+    if args.command == "usage" or (args.command, args.do) == ("teams", "show"):
+        action: Action = partial(_usage if args.command == "usage" else _show_team, settings=config.settings)
+    else:
+        action = args.action
     return _run_admin(action, args, config.settings)
 
 
@@ -54,9 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", help="a label for the key")
     create.add_argument("--models", type=_names, help="comma-separated models the key may use (default: all)")
     create.add_argument("--budget", type=int, help="monthly token cap for this key (inside the user's budget)")
+    create.add_argument("--budget-usd", type=_usd, help="monthly US dollar cap for this key, e.g. 25.00")
     create.add_argument("--rpm", type=int, help="requests per minute for this key")
     create.add_argument("--expires", help="expiry, ISO 8601 (e.g. 2026-01-31T00:00:00Z)")
     create.set_defaults(action=_create_key)
+    set_key = keys.add_parser("set", help="change a key's own limits ('none' clears one)")
+    set_key.add_argument("id", help="the key's id")
+    set_key.add_argument("--budget", type=_limit, default=argparse.SUPPRESS, help="monthly tokens, or 'none'")
+    set_key.add_argument("--budget-usd", type=_usd, default=argparse.SUPPRESS, help="monthly US dollars, or 'none'")
+    set_key.add_argument("--rpm", type=_limit, default=argparse.SUPPRESS, help="requests per minute, or 'none'")
+    set_key.set_defaults(action=_set_key)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--user", help="only this user's keys")
     listing.set_defaults(action=_list_keys)
@@ -64,17 +74,35 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", help="the key's id (the part after sk-gw-, also shown by `keys list`)")
     revoke.set_defaults(action=_revoke_key)
 
-    users = commands.add_parser("users", help="a user's budget and rate limit").add_subparsers(dest="do", required=True)
-    set_user = users.add_parser("set", help="set a user's overrides ('default' clears one)")
+    users = commands.add_parser("users", help="a user's budgets, rate limit and team")
+    user_commands = users.add_subparsers(dest="do", required=True)
+    set_user = user_commands.add_parser("set", help="set a user's overrides ('default' clears one)")
     set_user.add_argument("user")
     set_user.add_argument("--budget", type=_limit, default=argparse.SUPPRESS, help="monthly tokens, or 'default'")
+    set_user.add_argument("--budget-usd", type=_usd, default=argparse.SUPPRESS, help="monthly US dollars, or 'default'")
     set_user.add_argument("--rpm", type=_limit, default=argparse.SUPPRESS, help="requests per minute, or 'default'")
+    set_user.add_argument("--team", type=_team, default=argparse.SUPPRESS, help="the user's team, or 'none'")
     set_user.set_defaults(action=_set_user)
-    show_user = users.add_parser("show", help="print a user's overrides")
+    show_user = user_commands.add_parser("show", help="print a user's overrides")
     show_user.add_argument("user")
     show_user.set_defaults(action=_show_user)
 
-    usage = commands.add_parser("usage", help="a user's token usage for a month (the JSON of /admin/usage)")
+    teams = commands.add_parser("teams", help="teams: shared budgets and rate limit").add_subparsers(
+        dest="do", required=True
+    )
+    set_team = teams.add_parser("set", help="create a team or set its limits ('none' clears one)")
+    set_team.add_argument("team")
+    set_team.add_argument("--budget-usd", type=_usd, default=argparse.SUPPRESS, help="monthly US dollars, or 'none'")
+    set_team.add_argument("--token-budget", type=_limit, default=argparse.SUPPRESS, help="monthly tokens, or 'none'")
+    set_team.add_argument(
+        "--rate-limit", type=_limit, default=argparse.SUPPRESS, help="requests per minute for all members, or 'none'"
+    )
+    set_team.set_defaults(action=_set_team)
+    show_team = teams.add_parser("show", help="a team's limits, members and month (the JSON of GET /admin/teams/ID)")
+    show_team.add_argument("team")
+    show_team.add_argument("--month", type=_month, help="YYYY-MM, UTC (default: this month)")
+
+    usage = commands.add_parser("usage", help="a user's usage and spend for a month (the JSON of /admin/usage)")
     usage.add_argument("--user", required=True, help="the user id")
     usage.add_argument("--month", type=_month, help="YYYY-MM, UTC (default: this month)")
 
@@ -104,6 +132,15 @@ def _limit(value: str) -> int | None:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError("expected a whole number or 'default'") from None
+
+
+def _usd(value: str) -> str | None:
+    """Kept as text: the admin models read it as an exact decimal and check its range."""
+    return None if value.lower() in ("default", "none") else value
+
+
+def _team(value: str) -> str | None:
+    return None if value.lower() == "none" else value
 
 
 Action = Callable[[argparse.Namespace, Any], Awaitable[Any]]
@@ -172,7 +209,8 @@ async def _create_key(args: argparse.Namespace, accounts: Any) -> Any:
     from llm_gateway.auth.admin import KeyCreate
 
     fields = {"user_id": args.user, "name": args.name, "models": args.models, "expires_at": args.expires}
-    fields |= {"monthly_token_budget": args.budget, "rate_limit_per_minute": args.rpm}
+    fields |= {"monthly_token_budget": args.budget, "monthly_budget_usd": args.budget_usd}
+    fields |= {"rate_limit_per_minute": args.rpm}
     created = await accounts.create_key(KeyCreate.model_validate(fields))
     print("Store this key now: it is shown only once.", file=sys.stderr)
     return _json(created)
@@ -189,12 +227,39 @@ async def _revoke_key(args: argparse.Namespace, accounts: Any) -> Any:
     return _json(key)
 
 
+def _given(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, Any]:
+    """The fields whose flags were given (``argparse.SUPPRESS`` leaves the others out of ``args``)."""
+    return {field: getattr(args, flag) for flag, field in flags.items() if flag in args}
+
+
+_BUDGETS = {"budget": "monthly_token_budget", "budget_usd": "monthly_budget_usd", "rpm": "rate_limit_per_minute"}
+
+
+async def _set_key(args: argparse.Namespace, accounts: Any) -> Any:
+    from llm_gateway.auth.admin import KeyLimits
+
+    key = await accounts.set_key(args.id, KeyLimits.model_validate(_given(args, _BUDGETS)))
+    if key is None:
+        raise LookupError(f"no API key with id '{args.id}'")
+    return _json(key)
+
+
 async def _set_user(args: argparse.Namespace, accounts: Any) -> Any:
     from llm_gateway.auth.admin import UserLimits
 
-    given = {"budget": "monthly_token_budget", "rpm": "rate_limit_per_minute"}
-    limits = UserLimits.model_validate({field: getattr(args, flag) for flag, field in given.items() if flag in args})
+    limits = UserLimits.model_validate(_given(args, {**_BUDGETS, "team": "team_id"}))
     return _json(await accounts.set_user(args.user, limits))
+
+
+async def _set_team(args: argparse.Namespace, accounts: Any) -> Any:
+    from llm_gateway.auth.admin import TeamLimits, check_team_id
+
+    flags = {
+        "budget_usd": "monthly_budget_usd",
+        "token_budget": "monthly_token_budget",
+        "rate_limit": "rate_limit_per_minute",
+    }
+    return _json(await accounts.set_team(check_team_id(args.team), TeamLimits.model_validate(_given(args, flags))))
 
 
 async def _show_user(args: argparse.Namespace, accounts: Any) -> Any:
@@ -205,34 +270,60 @@ async def _show_user(args: argparse.Namespace, accounts: Any) -> Any:
 
 
 async def _usage(args: argparse.Namespace, accounts: Any, *, settings: Settings) -> Any:
-    """The ledger's month for a user. Live reservations are in Redis when shared; an embedded
-    server keeps them in its own memory, so without ``REDIS_URL`` they show as 0."""
-    from llm_gateway.api.usage import build_report, parse_month
-    from llm_gateway.auth.api_keys import first_set
+    """A user's month, as ``/admin/usage`` shows it."""
+    from llm_gateway.auth.overrides import Defaults
+    from llm_gateway.auth.users import load_user_identity
+    from llm_gateway.reports import caller_report
+
+    identity = await load_user_identity(accounts.database, args.user, Defaults.of(settings))
+    async with _ledger_and_limits(settings, accounts.database) as (ledger, live):
+        report = await caller_report(identity, args.month or _this_month(), ledger, live)
+    return _json(report)
+
+
+async def _show_team(args: argparse.Namespace, accounts: Any, *, settings: Settings) -> Any:
+    """A team's limits, members and month, as ``GET /admin/teams/ID`` shows them."""
+    from llm_gateway.reports import team_month
+
+    team = await accounts.get_team(args.team)
+    if team is None:
+        raise LookupError(f"no team '{args.team}'")
+    async with _ledger_and_limits(settings, accounts.database) as (ledger, live):
+        month = args.month or _this_month()
+        usage = await team_month(args.team, team.monthly_token_budget, team.monthly_budget_usd, month, ledger, live)
+    return {**_json(team), "usage": _json(usage)}
+
+
+def _this_month() -> str:
+    from llm_gateway.api.usage import parse_month
+
+    return parse_month(None)
+
+
+@asynccontextmanager
+async def _ledger_and_limits(settings: Settings, database: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """The ledger, and the live reservations: in Redis when shared. An embedded server keeps them in its own
+    memory, so without ``REDIS_URL`` they show as 0."""
+    from llm_gateway.reports import NoReservations
     from llm_gateway.store.ledger import UsageLedger
 
-    month = args.month or parse_month(None)
-    user = await accounts.get_user(args.user)
-    budget = first_set(user.monthly_token_budget if user else None, settings.default_monthly_token_budget)
-    ledger = UsageLedger(accounts.database)
-    report = await ledger.month_report(args.user, month)
-    reserved = 0 if settings.redis_url is None else await _reserved_tokens(settings, ledger, args.user, month, budget)
-    return _json(build_report(args.user, month, budget, report, reserved))
-
-
-async def _reserved_tokens(settings: Settings, ledger: Any, user_id: str, month: str, budget: int) -> int:
-    from llm_gateway.limits import RedisLimits, tokens_only_ledger
+    ledger = UsageLedger(database)
+    if settings.redis_url is None:
+        yield ledger, NoReservations()
+        return
+    from llm_gateway.limits import RedisLimits  # redis-py only when there is a Redis to read
     from llm_gateway.store.redis import open_redis
 
-    assert settings.redis_url is not None
     async with open_redis(settings.redis_url.get_secret_value(), settings.redis_prefix) as redis:
-        limits = RedisLimits(
-            redis.client,
-            redis.prefix,
-            ledger_totals=tokens_only_ledger(ledger.month_usage, ledger.key_month_usage),
-            timeout_seconds=settings.limits_redis_timeout_seconds,
+        yield (
+            ledger,
+            RedisLimits(
+                redis.client,
+                redis.prefix,
+                ledger_totals=ledger.month_totals,
+                timeout_seconds=settings.limits_redis_timeout_seconds,
+            ),
         )
-        return (await limits.balance(user_id, month, budget)).reserved
 
 
 async def _upgrade(_: argparse.Namespace, accounts: Any) -> Any:

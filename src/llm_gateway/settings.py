@@ -152,7 +152,11 @@ _UNSET_WHEN_EMPTY = (
     "jwt_audience",
     "admin_api_key",
     "redis_url",
+    "default_monthly_budget_usd",
 )
+# The largest monthly US dollar budget: the limits count whole nano-dollars, exact below 2^53 (about $9M) in
+# Redis's Lua, and a counter must have room above its budget for what requests in flight hold.
+MAX_BUDGET_USD = Decimal(5_000_000)
 
 
 class Settings(BaseModel):
@@ -192,6 +196,8 @@ class Settings(BaseModel):
     anon_rate_limit_per_minute: int = Field(10, ge=0)
     default_monthly_token_budget: int = Field(1_000_000, ge=0)
     anon_monthly_token_budget: int = Field(10_000, ge=0)
+    # A user's monthly budget in US dollars unless the user has one of their own; unset: none (token budgets only).
+    default_monthly_budget_usd: Decimal | None = Field(None, ge=0, le=MAX_BUDGET_USD, decimal_places=6)
     # Completion tokens reserved for a request without max_tokens; sent upstream as its limit only when
     # the budget's remainder is smaller (a larger number could exceed what the model accepts).
     default_completion_allowance: int = Field(4096, ge=1)

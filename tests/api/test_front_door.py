@@ -325,19 +325,28 @@ async def test_usage_shows_the_key_budget_when_it_binds_and_both_budgets(http: h
         "reserved_tokens": 0,
         "remaining_tokens": 500 - used,
         "requests": 1,
+        "spend_usd": "0.000000",
         "by_model": {
             "gpt-4o-mini": {
                 "prompt_tokens": usage["prompt_tokens"],
                 "completion_tokens": usage["completion_tokens"],
                 "requests": 1,
+                "spend_usd": "0.000000",
             }
         },
-        "key": {"budget_tokens": 500, "used_tokens": used, "reserved_tokens": 0, "remaining_tokens": 500 - used},
+        "key": {
+            "budget_tokens": 500,
+            "used_tokens": used,
+            "reserved_tokens": 0,
+            "remaining_tokens": 500 - used,
+            "spend_usd": "0.000000",
+        },
         "user": {
             "budget_tokens": 1_000_000,
             "used_tokens": used,
             "reserved_tokens": 0,
             "remaining_tokens": 1_000_000 - used,
+            "spend_usd": "0.000000",
         },
     }
     assert answer.headers["x-ratelimit-limit-tokens"] == "500"  # the budget the headers name, too
@@ -354,5 +363,6 @@ async def test_usage_without_a_key_budget_keeps_its_shape(http: httpx.AsyncClien
         "reserved_tokens": 0,
         "remaining_tokens": 1_000_000,
         "requests": 0,
+        "spend_usd": "0.000000",
         "by_model": {},
     }

@@ -27,6 +27,7 @@ KEY_FIELDS = {
     "prefix",
     "models",
     "monthly_token_budget",
+    "monthly_budget_usd",
     "rate_limit_per_minute",
     "expires_at",
     "created_at",
@@ -66,6 +67,7 @@ def test_create_list_revoke_a_key(gateway: GatewayServer) -> None:
     key = body.pop("key")
     assert key.startswith(f"sk-gw-{body['id']}-") and body["prefix"] == f"sk-gw-{body['id']}"
     assert {k: body[k] for k in request} == {**request, "expires_at": expires.isoformat().replace("+00:00", "Z")}
+    assert body["monthly_budget_usd"] is None
 
     listed = admin(gateway, "GET", "/keys", params={"user_id": "alice@example.com"})
     assert listed.status_code == 200

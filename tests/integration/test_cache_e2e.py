@@ -90,7 +90,12 @@ def test_miss_then_hit_answers_the_same_body_without_the_upstream_and_charges_no
     # ... and served for free: one more request in the ledger, no more tokens
     after = alice.usage_after(2)
     assert after["used_tokens"] == charged["used_tokens"]
-    assert after["by_model"]["gpt-4o-mini"] == {"prompt_tokens": 11, "completion_tokens": 7, "requests": 2}
+    assert after["by_model"]["gpt-4o-mini"] == {
+        "prompt_tokens": 11,
+        "completion_tokens": 7,
+        "requests": 2,
+        "spend_usd": "0.000000",
+    }
 
     # the SDK reads the hit like any answer
     parsed = alice.sdk.chat.completions.create(**BODY)

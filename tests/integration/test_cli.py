@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from llm_gateway.cli import main
 from llm_gateway.store.db import head_revision
 from tests.fakes import FakeProvider
 from tests.harness import GatewayServer
@@ -37,30 +36,6 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 def gateway(database_url: str) -> Iterator[GatewayServer]:  # noqa: F811
     with FakeProvider("openai") as upstream, GatewayServer(gateway_env(upstream.env, database_url)) as server:
         yield server
-
-
-@pytest.fixture
-def cli(
-    database_url: str,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Any:
-    """Run ``llm-gateway ARGS`` in-process against the module's database; returns (exit code, JSON or None)."""
-    for name in ("REDIS_URL", "ADMIN_API_KEY", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("GATEWAY_CONFIG", "")
-
-    class Cli:
-        err = ""
-
-        def __call__(self, *args: str) -> tuple[int, Any]:
-            code = main(list(args))
-            captured = capsys.readouterr()
-            self.err = captured.err
-            return code, json.loads(captured.out) if captured.out.strip() else None
-
-    return Cli()
 
 
 def admin(gateway: GatewayServer, method: str, path: str, **kwargs: Any) -> Any:

@@ -120,7 +120,10 @@ def test_usage_agrees_with_the_admin_api(cli: Any, gateway: GatewayServer) -> No
     assert printed == admin_usage(gateway.base_url, "carla")
     assert printed["budget_tokens"] == 5000
     assert (printed["used_tokens"], printed["reserved_tokens"], printed["remaining_tokens"]) == (36, 0, 4964)
-    assert printed["by_model"] == {MODEL: {"prompt_tokens": 22, "completion_tokens": 14, "requests": 2}}
+    assert printed["by_model"] == {
+        MODEL: {"prompt_tokens": 22, "completion_tokens": 14, "requests": 2, "spend_usd": "0.000000"}
+    }
+    assert "budget_usd" not in printed  # no US dollar budget applies
     # The same without Redis: nothing is in flight, so nothing differs.
     assert cli("--user", "carla", redis=False) == (0, printed)
 
@@ -143,6 +146,7 @@ def test_usage_of_another_month_and_of_a_user_without_overrides(cli: Any, gatewa
         "reserved_tokens": 0,
         "remaining_tokens": int(DEFAULT_BUDGET),
         "requests": 0,
+        "spend_usd": "0.000000",
         "by_model": {},
     }
     assert cli("--user", "nobody-yet")[1]["requests"] == 0

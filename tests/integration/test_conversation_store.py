@@ -22,13 +22,13 @@ from sqlalchemy import Table, delete, event, func, insert, inspect, select, text
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.store.conversations import MAX_CHAIN, PURGE_BATCH, ConversationStore, StoredResponse
 from llm_gateway.store.db import HEAD_REVISION, Database, alembic_config, open_database
-from llm_gateway.store.ledger import UsageLedger, UsageRow
 from llm_gateway.store.tables import StoredResponseRecord
 from tests.identity_support import (
     database_url,  # noqa: F401 - the module-scoped fixture, one run per backend
     sibling_database,
     sqlite_url,
 )
+from tests.ledger_support import LEDGER, ledger_row_at_0002
 from tests.services import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -511,12 +511,11 @@ async def test_a_database_at_0003_with_ledger_rows_gains_the_table_and_keeps_the
     async with sibling_database(database_url, tmp_path) as fresh, open_database(fresh, migrate=False) as database:
         async with database.engine.begin() as connection:
             await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
-        ledger = UsageLedger(database)
-        for number in range(3):
-            ledger.record(UsageRow(request_id=f"req-{number}", user_id="bob", month="2026-12", model_group="g"))
-        assert await ledger.flush_once()
+            # The columns 0003 has, named one by one: today's ledger writes columns of later revisions.
+            rows = [ledger_row_at_0002(n, request_id=f"req-{n}", endpoint="chat") for n in range(3)]
+            await connection.execute(insert(LEDGER), rows)
 
-        assert await database.migrate() == HEAD_REVISION == "0004"  # what start-up runs
+        assert await database.migrate() == HEAD_REVISION  # what start-up runs
 
         store = ConversationStore(database)
         await store.save(

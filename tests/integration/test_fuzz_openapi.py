@@ -52,8 +52,11 @@ OPERATIONS = (
     "GET /admin/keys",
     "GET /admin/usage",
     "DELETE /admin/keys/{key_id}",
+    "PATCH /admin/keys/{key_id}",
     "PUT /admin/users/{user_id}",
     "GET /admin/users/{user_id}",
+    "PUT /admin/teams/{team_id}",
+    "GET /admin/teams/{team_id}",
     "GET /",
     "GET /health",
 )
@@ -75,7 +78,8 @@ NOTHING_INVALID = {
 # pass-through of schema-invalid data) is the contract, not a bug; the envelope is still asserted.
 # Chat: the gateway checks only what it needs and the provider applies its own rules (Anthropic:
 # `n` must be 1, tool messages need `tool_call_id`, ...). Keys: user ids must be printable, `expires_at`
-# in the future.
+# in the future. US dollar amounts: at most six decimals, which a JSON Schema number cannot say exactly.
+# Users: a `team_id` must name a team that exists. Teams: their ids must be printable.
 NOT_CHECKED: dict[str, list[Any]] = {
     CHAT: [positive_data_acceptance, negative_data_rejection],
     MESSAGES: [positive_data_acceptance, negative_data_rejection],
@@ -83,6 +87,9 @@ NOT_CHECKED: dict[str, list[Any]] = {
     EMBEDDINGS: [positive_data_acceptance, negative_data_rejection],
     RESPONSES: [positive_data_acceptance, negative_data_rejection],
     "POST /admin/keys": [positive_data_acceptance],
+    "PATCH /admin/keys/{key_id}": [positive_data_acceptance],
+    "PUT /admin/users/{user_id}": [positive_data_acceptance],
+    "PUT /admin/teams/{team_id}": [positive_data_acceptance],
 }
 # A fuzzed model name almost never exists: most chat cases are pointed at a served model instead,
 # so the fuzzer reaches routing, translation and the upstreams rather than only the 404.

@@ -192,6 +192,7 @@ REPORT_KEYS = {
     "reserved_tokens",
     "remaining_tokens",
     "requests",
+    "spend_usd",
     "by_model",
 }
 
@@ -220,14 +221,21 @@ def test_usage_report_shape_and_admin_agreement(
         "reserved_tokens": 0,
         "remaining_tokens": BUDGET - 76,
         "requests": 5,
+        "spend_usd": "0.000000",  # no prices configured: every model costs 0
         "by_model": {
-            "claude-3-5-haiku-latest": {"prompt_tokens": 20, "completion_tokens": 30, "requests": 1},
-            MODEL: {"prompt_tokens": 16, "completion_tokens": 10, "requests": 4},
+            "claude-3-5-haiku-latest": {
+                "prompt_tokens": 20,
+                "completion_tokens": 30,
+                "requests": 1,
+                "spend_usd": "0.000000",
+            },
+            MODEL: {"prompt_tokens": 16, "completion_tokens": 10, "requests": 4, "spend_usd": "0.000000"},
         },
     }
     mine = my_usage(gateway, alice)
     assert set(mine) == REPORT_KEYS
-    assert all(set(entry) == {"prompt_tokens", "completion_tokens", "requests"} for entry in mine["by_model"].values())
+    model_keys = {"prompt_tokens", "completion_tokens", "requests", "spend_usd"}
+    assert all(set(entry) == model_keys for entry in mine["by_model"].values())
     assert mine == expected
     assert my_usage(gateway, alice, month=month) == expected
     assert admin_usage(gateway.base_url, "alice", month) == expected

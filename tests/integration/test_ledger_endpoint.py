@@ -20,6 +20,7 @@ from tests.identity_support import (
     database_url,  # noqa: F401 - the module-scoped fixture, one run per backend
     sibling_database,
 )
+from tests.ledger_support import ledger_row_at_0002
 
 pytestmark = pytest.mark.integration
 
@@ -30,22 +31,7 @@ WRITTEN_AT = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 def old_row(number: int) -> dict[str, object]:
     """A row as revision 0002 knows it: no ``endpoint``."""
-    return {
-        "id": f"old{number}",
-        "request_id": f"req-old-{number}",
-        "user_id": "alice",
-        "key_id": None,
-        "month": MONTH,
-        "model_group": "gpt-4o-mini",
-        "provider": "openai",
-        "upstream_model": "gpt-4o-mini",
-        "prompt_tokens": 10 * number,
-        "completion_tokens": number,
-        "cached": False,
-        "status": 200,
-        "latency_ms": 5,
-        "created_at": WRITTEN_AT,
-    }
+    return ledger_row_at_0002(number, month=MONTH, created_at=WRITTEN_AT)
 
 
 def endpoint_column(connection: Connection) -> dict[str, object] | None:

@@ -1,4 +1,4 @@
-"""``/admin``: create, list and revoke API keys; set and read a user's limits. Bearer ``ADMIN_API_KEY``.
+"""``/admin``: API keys, users' and teams' limits, usage reports. Bearer ``ADMIN_API_KEY``.
 
 The key is checked by ``AdminGuard``, a plain ASGI middleware in the app's front door, so that a request
 without it is refused before anything looks at its body: 404 when the admin API is off, 401 with a wrong key.
@@ -15,15 +15,35 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway.api.deps import AccountsDep
-from llm_gateway.api.usage import MonthQuery, UsageReport, parse_month, usage_report
+from llm_gateway.api.exact_json import ExactNumbersRoute
+from llm_gateway.api.usage import MonthQuery, identity_report, ledger_and_limits, parse_month
 from llm_gateway.asgi import route_path
-from llm_gateway.auth.admin import KeyCreate, KeyCreated, KeyList, KeyPublic, UserLimits, UserPublic
+from llm_gateway.auth.admin import (
+    KeyCreate,
+    KeyCreated,
+    KeyLimits,
+    KeyList,
+    KeyPublic,
+    TeamLimits,
+    TeamPublic,
+    UserLimits,
+    UserPublic,
+    check_team_id,
+)
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import AuthenticationFailed, FrameworkError, GatewayError
+from llm_gateway.reports import ScopeMonth, UsageReport, team_month
 from llm_gateway.schemas.openai import ErrorEnvelope
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+# Exact numbers: a US dollar budget sent as a JSON number is read from its text, never through a float.
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=ExactNumbersRoute)
 _ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorEnvelope} for status in (400, 401, 404, 503)}
+
+
+class TeamReport(TeamPublic):
+    """``GET /admin/teams/{id}``: the team's settings, its member count, and its month."""
+
+    usage: ScopeMonth
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated, responses=_ERRORS, summary="Create an API key")
@@ -36,11 +56,18 @@ async def list_keys(accounts: AccountsDep, user_id: str | None = None) -> KeyLis
     return KeyList(data=await accounts.list_keys(user_id))
 
 
-@router.get("/usage", response_model=UsageReport, responses=_ERRORS, summary="A user's token usage for a month")
+@router.patch("/keys/{key_id}", response_model=KeyPublic, responses=_ERRORS, summary="Change an API key's limits")
+async def set_key(key_id: str, body: KeyLimits, accounts: AccountsDep) -> KeyPublic:
+    key = await accounts.set_key(key_id, body)
+    if key is None:
+        raise FrameworkError(f"No API key with id '{key_id}'.", status=404)
+    return key
+
+
+@router.get("/usage", response_model=UsageReport, responses=_ERRORS, summary="A user's usage and spend for a month")
 async def user_usage(request: Request, user_id: str, month: MonthQuery = None) -> UsageReport:
     auth: AuthService = request.app.state.auth
-    identity = await auth.users.identity(user_id)
-    return await usage_report(request, user_id, identity.monthly_token_budget, parse_month(month))
+    return await identity_report(request, await auth.users.identity(user_id), month)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic, responses=_ERRORS, summary="Revoke an API key")
@@ -62,6 +89,24 @@ async def get_user(user_id: str, accounts: AccountsDep) -> UserPublic:
     if user is None:
         raise FrameworkError(f"No user '{user_id}' has been configured.", status=404)
     return user
+
+
+@router.put(
+    "/teams/{team_id:path}", response_model=TeamPublic, responses=_ERRORS, summary="Create a team or set its limits"
+)
+async def set_team(team_id: str, body: TeamLimits, accounts: AccountsDep) -> TeamPublic:
+    return await accounts.set_team(check_team_id(team_id), body)
+
+
+@router.get("/teams/{team_id:path}", response_model=TeamReport, responses=_ERRORS, summary="A team's limits and month")
+async def get_team(request: Request, team_id: str, accounts: AccountsDep, month: MonthQuery = None) -> TeamReport:
+    team = await accounts.get_team(team_id)
+    if team is None:
+        raise FrameworkError(f"No team '{team_id}'.", status=404)
+    usage = await team_month(
+        team_id, team.monthly_token_budget, team.monthly_budget_usd, parse_month(month), *ledger_and_limits(request)
+    )
+    return TeamReport(**dict(team), usage=usage)
 
 
 def _digest(value: str) -> bytes:

@@ -1,7 +1,8 @@
-"""Key and user administration, shared by the admin API and the CLI so both behave the same.
+"""Key, user and team administration, shared by the admin API and the CLI so both behave the same.
 
 Separate models for what comes in (``KeyCreate``), what leaves once (``KeyCreated``, the only one
 with the secret) and what leaves afterwards (``KeyPublic``: never the secret nor its hash).
+US dollar amounts come in as strings or numbers and leave as strings (``schemas/money.py``).
 """
 
 from __future__ import annotations
@@ -15,21 +16,26 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from llm_gateway.auth.api_keys import generate_key
 from llm_gateway.auth.invalidation import Invalidations
-from llm_gateway.errors import ServiceUnavailable
+from llm_gateway.errors import InvalidRequest, ServiceUnavailable
+from llm_gateway.schemas.money import Usd, UsdBudget
 from llm_gateway.store import accounts
 from llm_gateway.store.db import Database
 from llm_gateway.store.redis import redis_errors
-from llm_gateway.store.tables import ApiKey, User, utcnow
+from llm_gateway.store.tables import ApiKey, Team, User, utcnow
 
 log = logging.getLogger(__name__)
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable text")
+    return value
 
 
 def _user_id(value: str) -> str:
     if value.startswith("anon:"):
         raise ValueError("user ids starting with 'anon:' are reserved for anonymous callers")
-    if not value.isprintable():
-        raise ValueError("must be printable text")
-    return value
+    return _printable(value)
 
 
 def _future(value: datetime | None) -> datetime | None:
@@ -42,6 +48,16 @@ def _future(value: datetime | None) -> datetime | None:
 
 
 UserId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_user_id)]
+TeamId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_printable)]
+
+
+def check_team_id(team_id: str) -> str:
+    """A team id from a URL or the command line: what ``TeamId`` accepts, else 400."""
+    if not 0 < len(team_id) <= 255 or not team_id.isprintable():
+        raise InvalidRequest("A team id is 1 to 255 printable characters.", param="team_id")
+    return team_id
+
+
 ModelName = Annotated[str, Field(min_length=1, max_length=255)]
 
 
@@ -65,8 +81,19 @@ class KeyCreate(BaseModel):
     name: str | None = Field(None, max_length=255)
     models: list[ModelName] | None = Field(None, min_length=1, max_length=1000)
     monthly_token_budget: TokenBudget | None = None
+    monthly_budget_usd: UsdBudget | None = None
     rate_limit_per_minute: RequestsPerMinute | None = None
     expires_at: Annotated[datetime | None, AfterValidator(_future)] = None
+
+
+class KeyLimits(BaseModel):
+    """``PATCH /admin/keys/{id}``: fields sent are set (null = no cap of its own); others are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_token_budget: TokenBudget | None = None
+    monthly_budget_usd: UsdBudget | None = None
+    rate_limit_per_minute: RequestsPerMinute | None = None
 
 
 class _KeyFields(BaseModel):
@@ -76,6 +103,7 @@ class _KeyFields(BaseModel):
     prefix: str
     models: list[str] | None
     monthly_token_budget: int | None
+    monthly_budget_usd: Usd | None
     rate_limit_per_minute: int | None
     expires_at: datetime | None
     created_at: datetime
@@ -102,17 +130,21 @@ class KeyList(BaseModel):
 
 
 class UserLimits(BaseModel):
-    """``PUT /admin/users/{id}``: fields sent are set (null = back to the default); others are kept."""
+    """``PUT /admin/users/{id}``: fields sent are set (null = back to the default, or no team); others are kept."""
 
     model_config = ConfigDict(extra="forbid")
 
     monthly_token_budget: TokenBudget | None = None
+    monthly_budget_usd: UsdBudget | None = None
     rate_limit_per_minute: RequestsPerMinute | None = None
+    team_id: TeamId | None = None  # the team must exist (``PUT /admin/teams/{id}``)
 
 
 class UserPublic(BaseModel):
     user_id: str
+    team_id: str | None
     monthly_token_budget: int | None
+    monthly_budget_usd: Usd | None
     rate_limit_per_minute: int | None
     created_at: datetime
     updated_at: datetime
@@ -121,10 +153,47 @@ class UserPublic(BaseModel):
     def of(cls, user: User) -> UserPublic:
         return cls(
             user_id=user.id,
+            team_id=user.team_id,
             monthly_token_budget=user.monthly_token_budget,
+            monthly_budget_usd=user.monthly_budget_usd,
             rate_limit_per_minute=user.rate_limit_per_minute,
             created_at=user.created_at,
             updated_at=user.updated_at,
+        )
+
+
+class TeamLimits(BaseModel):
+    """``PUT /admin/teams/{id}``: creates the team; fields sent are set (null = no such limit); others are kept.
+
+    The budgets are the whole team's for the month; ``rate_limit_per_minute`` counts the requests of all its
+    members together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_budget_usd: UsdBudget | None = None
+    monthly_token_budget: TokenBudget | None = None
+    rate_limit_per_minute: RequestsPerMinute | None = None
+
+
+class TeamPublic(BaseModel):
+    team_id: str
+    monthly_budget_usd: Usd | None
+    monthly_token_budget: int | None
+    rate_limit_per_minute: int | None
+    members: int  # users whose team this is
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, team: Team, members: int) -> TeamPublic:
+        return cls(
+            team_id=team.id,
+            monthly_budget_usd=team.monthly_budget_usd,
+            monthly_token_budget=team.monthly_token_budget,
+            rate_limit_per_minute=team.rate_limit_per_minute,
+            members=members,
+            created_at=team.created_at,
+            updated_at=team.updated_at,
         )
 
 
@@ -149,6 +218,7 @@ class Accounts:
             prefix=new.prefix,
             models=list(dict.fromkeys(request.models)) if request.models is not None else None,
             monthly_token_budget=request.monthly_token_budget,
+            monthly_budget_usd=request.monthly_budget_usd,
             rate_limit_per_minute=request.rate_limit_per_minute,
             expires_at=request.expires_at,
             created_at=utcnow(),
@@ -172,13 +242,46 @@ class Accounts:
         await self._announce(f"key:{key.id}")
         return KeyPublic.of(key)
 
-    async def set_user(self, user_id: str, limits: UserLimits) -> UserPublic:
+    async def set_key(self, key_id: str, limits: KeyLimits) -> KeyPublic | None:
+        """Change a key's own limits; None when there is no such key."""
         changes = limits.model_dump(include=limits.model_fields_set)
         async with self._database.sessions.begin() as session:
+            key = await accounts.set_key_limits(session, key_id, changes)
+        if key is None:
+            return None
+        log.info("api key limits set: id=%s %s", key_id, changes)
+        await self._announce(f"key:{key_id}")
+        return KeyPublic.of(key)
+
+    async def set_user(self, user_id: str, limits: UserLimits) -> UserPublic:
+        """Set a user's overrides and team. An unknown team is refused (400), naming how to create it."""
+        changes = limits.model_dump(include=limits.model_fields_set)
+        team_id = changes.get("team_id")
+        async with self._database.sessions.begin() as session:
+            if team_id is not None and await accounts.get_team(session, team_id) is None:
+                raise InvalidRequest(
+                    f"No team '{team_id}': create it first (PUT /admin/teams/{{id}}, or `llm-gateway teams set`).",
+                    param="team_id",
+                )
             user = await accounts.set_user_limits(session, user_id, changes)
         log.info("user limits set: user=%s %s", user_id, changes)
         await self._announce(f"user:{user_id}")
         return UserPublic.of(user)
+
+    async def set_team(self, team_id: str, limits: TeamLimits) -> TeamPublic:
+        """Create the team, or change its limits; every member's cached identity is told."""
+        changes = limits.model_dump(include=limits.model_fields_set)
+        async with self._database.sessions.begin() as session:
+            team = await accounts.set_team_limits(session, team_id, changes)
+            members = await accounts.team_members(session, team_id)
+        log.info("team limits set: team=%s %s", team_id, changes)
+        await self._announce(f"team:{team_id}")
+        return TeamPublic.of(team, members)
+
+    async def get_team(self, team_id: str) -> TeamPublic | None:
+        async with self._database.sessions() as session:
+            team = await accounts.get_team(session, team_id)
+            return TeamPublic.of(team, await accounts.team_members(session, team_id)) if team else None
 
     async def get_user(self, user_id: str) -> UserPublic | None:
         async with self._database.sessions() as session:

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from llm_gateway.auth.identity import Identity
+from llm_gateway.auth.overrides import Defaults, key_identity
 from llm_gateway.auth.ttl_cache import CachedLookup
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.store import accounts
 from llm_gateway.store.db import Database
-from llm_gateway.store.tables import ApiKey, User
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,6 @@ def looks_like_key(candidate: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Defaults:
-    """The configured limits that apply when neither the key nor the user overrides them."""
-
-    rate_limit_per_minute: int
-    monthly_token_budget: int
-
-
-@dataclass(frozen=True, slots=True)
 class KeyRecord:
     """What a request needs to know about a key, kept in the cache; expiry is checked on every use."""
 
@@ -85,28 +77,6 @@ class KeyRecord:
 
     def usable(self, now: float) -> bool:
         return not self.revoked and (self.expires_at is None or now < self.expires_at)
-
-
-def first_set(*values: int | None) -> int:
-    for value in values:
-        if value is not None:
-            return value
-    raise ValueError("no value set")
-
-
-def key_identity(key: ApiKey, user: User | None, defaults: Defaults) -> Identity:
-    """Per-key override, else the user's, else the default; the key's budget caps it inside the user's."""
-    user_rpm = user.rate_limit_per_minute if user else None
-    user_budget = user.monthly_token_budget if user else None
-    return Identity(
-        user_id=key.user_id,
-        kind="api_key",
-        rate_limit_per_minute=first_set(key.rate_limit_per_minute, user_rpm, defaults.rate_limit_per_minute),
-        monthly_token_budget=first_set(user_budget, defaults.monthly_token_budget),
-        key_id=key.id,
-        key_token_budget=key.monthly_token_budget,
-        allowed_models=frozenset(key.models) if key.models is not None else None,
-    )
 
 
 class KeyLookup:
@@ -134,15 +104,18 @@ class KeyLookup:
             raise ServiceUnavailable("The key store is unavailable; try again shortly.") from None
         if found is None:
             return None
-        key, user = found
+        key, user, team = found
         expires_at = key.expires_at.timestamp() if key.expires_at else None
-        return KeyRecord(key_identity(key, user, self._defaults), expires_at, key.revoked_at is not None)
+        return KeyRecord(key_identity(key, user, team, self._defaults), expires_at, key.revoked_at is not None)
 
     def forget_key(self, key_id: str) -> None:
         self._lookup.forget(lambda record: record is not None and record.identity.key_id == key_id)
 
     def forget_user(self, user_id: str) -> None:
         self._lookup.forget(lambda record: record is not None and record.identity.user_id == user_id)
+
+    def forget_team(self, team_id: str) -> None:
+        self._lookup.forget(lambda record: record is not None and record.identity.team_id == team_id)
 
     def clear(self) -> None:
         self._lookup.clear()

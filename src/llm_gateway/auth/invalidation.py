@@ -1,7 +1,7 @@
-"""Cache invalidation across gateway processes: revoked keys and changed users, within a second.
+"""Cache invalidation across gateway processes: revoked keys, changed users and teams, within a second.
 
 With Redis, every process subscribes to ``<prefix>auth:invalidate`` and evicts what a message
-names (``key:<id>`` or ``user:<id>``); whoever changes the database publishes. While the
+names (``key:<id>``, ``user:<id>`` or ``team:<id>``); whoever changes the database publishes. While the
 subscription is down a message could be missed, so cache entries are then trusted for at most
 ``UNHEARD_TTL_SECONDS``, and the whole cache is dropped when the subscription comes back.
 Without Redis (one process), changes evict locally and the same short TTL covers the CLI.
@@ -36,7 +36,7 @@ async def publish(redis: PrefixedRedis, message: str) -> None:
 
 
 class Invalidations:
-    """Delivers ``key:<id>`` / ``user:<id>`` messages to ``on_message`` in this and every other process."""
+    """Delivers ``key:<id>`` / ``user:<id>`` / ``team:<id>`` messages to ``on_message`` here and in every process."""
 
     def __init__(
         self,

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 from starlette.datastructures import Headers
 
-from llm_gateway.auth.api_keys import Defaults, KeyLookup, LastUsed, looks_like_key
+from llm_gateway.auth.api_keys import KeyLookup, LastUsed, looks_like_key
 from llm_gateway.auth.client_ip import Address, Network, anonymous_key, client_address
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.jwt import JwtVerifier, looks_like_jwt
+from llm_gateway.auth.overrides import Defaults
 from llm_gateway.auth.users import UserLookup
 from llm_gateway.errors import AuthenticationFailed
 

@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from llm_gateway.auth.admin import Accounts
-from llm_gateway.auth.api_keys import Defaults, KeyLookup, LastUsed
+from llm_gateway.auth.api_keys import KeyLookup, LastUsed
 from llm_gateway.auth.client_ip import parse_networks
 from llm_gateway.auth.invalidation import UNHEARD_TTL_SECONDS, Invalidations
 from llm_gateway.auth.jwt import JwtVerifier
+from llm_gateway.auth.overrides import Defaults
 from llm_gateway.auth.resolve import IdentityResolver
 from llm_gateway.auth.users import UserLookup
 from llm_gateway.settings import ConfigError, Settings
@@ -50,7 +51,7 @@ async def open_auth(settings: Settings, database: Database, redis: PrefixedRedis
             return settings.key_cache_ttl_seconds
         return min(UNHEARD_TTL_SECONDS, settings.key_cache_ttl_seconds)
 
-    defaults = Defaults(settings.rate_limit_per_minute, settings.default_monthly_token_budget)
+    defaults = Defaults.of(settings)
     keys = KeyLookup(database, defaults, cache_ttl)
     users = UserLookup(database, defaults, cache_ttl)
 
@@ -61,6 +62,9 @@ async def open_auth(settings: Settings, database: Database, redis: PrefixedRedis
         elif kind == "user":
             keys.forget_user(name)
             users.forget_user(name)
+        elif kind == "team":
+            keys.forget_team(name)
+            users.forget_team(name)
 
     def forget_everything() -> None:
         keys.clear()

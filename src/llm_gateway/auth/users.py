@@ -1,4 +1,4 @@
-"""A JWT caller's identity: the user's database overrides (if any) over the defaults, cached like keys."""
+"""A JWT caller's identity: the user's overrides (if any) over the defaults, and their team; cached like keys."""
 
 from __future__ import annotations
 
@@ -7,14 +7,26 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from llm_gateway.auth.api_keys import STALE_IF_STORE_DOWN_SECONDS, Defaults, first_set
+from llm_gateway.auth.api_keys import STALE_IF_STORE_DOWN_SECONDS
 from llm_gateway.auth.identity import Identity
+from llm_gateway.auth.overrides import Defaults, user_identity
 from llm_gateway.auth.ttl_cache import CachedLookup
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.store import accounts
 from llm_gateway.store.db import Database
 
 log = logging.getLogger(__name__)
+
+
+async def load_user_identity(database: Database, user_id: str, defaults: Defaults) -> Identity:
+    """The user's identity as a JWT caller gets it, read from the database (the CLI's reports use it too)."""
+    try:
+        async with database.sessions() as session:
+            user, team = await accounts.find_user(session, user_id)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("user lookup failed: %s", type(exc).__name__)
+        raise ServiceUnavailable("The user store is unavailable; try again shortly.") from None
+    return user_identity(user_id, user, team, defaults, "jwt")
 
 
 class UserLookup:
@@ -29,25 +41,13 @@ class UserLookup:
         return await self._lookup.get(user_id)
 
     async def _load(self, user_id: str) -> Identity:
-        try:
-            async with self._database.sessions() as session:
-                user = await accounts.get_user(session, user_id)
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("user lookup failed: %s", type(exc).__name__)
-            raise ServiceUnavailable("The user store is unavailable; try again shortly.") from None
-        return Identity(
-            user_id=user_id,
-            kind="jwt",
-            rate_limit_per_minute=first_set(
-                user.rate_limit_per_minute if user else None, self._defaults.rate_limit_per_minute
-            ),
-            monthly_token_budget=first_set(
-                user.monthly_token_budget if user else None, self._defaults.monthly_token_budget
-            ),
-        )
+        return await load_user_identity(self._database, user_id, self._defaults)
 
     def forget_user(self, user_id: str) -> None:
         self._lookup.forget(lambda identity: identity.user_id == user_id)
+
+    def forget_team(self, team_id: str) -> None:
+        self._lookup.forget(lambda identity: identity.team_id == team_id)
 
     def clear(self) -> None:
         self._lookup.clear()

@@ -18,7 +18,6 @@ from llm_gateway.limits.base import (
     UsdBudgetExceeded,
     format_duration,
     no_ledger,
-    tokens_only_ledger,
 )
 from llm_gateway.limits.budget import Balance, ScopeKind
 from llm_gateway.limits.memory import MemoryLimits
@@ -39,5 +38,4 @@ __all__ = [
     "UsdBudgetExceeded",
     "format_duration",
     "no_ledger",
-    "tokens_only_ledger",
 ]

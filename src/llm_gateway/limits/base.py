@@ -20,8 +20,6 @@ from llm_gateway.schemas.core import Usage
 
 # (kind, user / key / team id, "YYYY-MM") -> (tokens, nano-dollars) the ledger has charged to it that month.
 LedgerTotals = Callable[[ScopeKind, str, str], Awaitable[tuple[int, int]]]
-# The ledger's token query of one kind of subject: (subject, "YYYY-MM") -> tokens.
-LedgerTokens = Callable[[str, str], Awaitable[int]]
 Clock = Callable[[], datetime]
 
 
@@ -32,19 +30,6 @@ def utcnow() -> datetime:
 async def no_ledger(kind: ScopeKind, subject: str, month: str) -> tuple[int, int]:
     """The ledger of a gateway without one: every rebuilt counter starts at zero."""
     return 0, 0
-
-
-def tokens_only_ledger(user: LedgerTokens, key: LedgerTokens) -> LedgerTotals:
-    """``LedgerTotals`` from a ledger that counts tokens per user and key only (no cost, no team): zero for those."""
-
-    async def totals(kind: ScopeKind, subject: str, month: str) -> tuple[int, int]:
-        if kind == "user":
-            return await user(subject, month), 0
-        if kind == "key":
-            return await key(subject, month), 0
-        return 0, 0
-
-    return totals
 
 
 def format_duration(seconds: float) -> str:

@@ -1,23 +1,37 @@
-"""The queries on users and API keys; every caller passes its own session (one unit of work)."""
+"""The queries on users, teams and API keys; every caller passes its own session (one unit of work)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llm_gateway.store.db import insert_ignoring_conflicts
-from llm_gateway.store.tables import ApiKey, User, utcnow
+from llm_gateway.store.tables import ApiKey, Team, User, utcnow
+
+Changed = TypeVar("Changed", User, Team)
 
 
-async def find_key(session: AsyncSession, key_hash: str) -> tuple[ApiKey, User | None] | None:
-    """The key with this hash and its user's row (None when the user has no overrides row)."""
-    query = select(ApiKey, User).outerjoin(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == key_hash)
+async def find_key(session: AsyncSession, key_hash: str) -> tuple[ApiKey, User | None, Team | None] | None:
+    """The key with this hash, its user's row (None when the user has no overrides row) and the user's team."""
+    query = (
+        select(ApiKey, User, Team)
+        .outerjoin(User, User.id == ApiKey.user_id)
+        .outerjoin(Team, Team.id == User.team_id)
+        .where(ApiKey.key_hash == key_hash)
+    )
     row = (await session.execute(query)).first()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
+
+
+async def find_user(session: AsyncSession, user_id: str) -> tuple[User | None, Team | None]:
+    """A user's row and team, in one query: what an identity needs."""
+    query = select(User, Team).outerjoin(Team, Team.id == User.team_id).where(User.id == user_id)
+    row = (await session.execute(query)).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 async def get_key(session: AsyncSession, key_id: str) -> ApiKey | None:
@@ -33,10 +47,13 @@ async def list_keys(session: AsyncSession, user_id: str | None = None) -> list[A
 
 async def ensure_user(session: AsyncSession, user_id: str) -> None:
     """Create the user's row if it is missing; safe when two writers race."""
+    await _ensure(session, User, user_id)
+
+
+async def _ensure(session: AsyncSession, model: type[User | Team], row_id: str) -> None:
     now = utcnow()
-    values = {"id": user_id, "created_at": now, "updated_at": now}
-    statement = insert_ignoring_conflicts(session.get_bind().dialect.name, User).values(**values)
-    await session.execute(statement)
+    values = {"id": row_id, "created_at": now, "updated_at": now}
+    await session.execute(insert_ignoring_conflicts(session.get_bind().dialect.name, model).values(**values))
 
 
 async def add_key(session: AsyncSession, key: ApiKey) -> ApiKey:
@@ -64,11 +81,42 @@ async def set_user_limits(session: AsyncSession, user_id: str, changes: Mapping[
     await ensure_user(session, user_id)
     user = await session.get(User, user_id, with_for_update=True, populate_existing=True)
     assert user is not None
+    return await _change(session, user, changes)
+
+
+async def set_key_limits(session: AsyncSession, key_id: str, changes: Mapping[str, Any]) -> ApiKey | None:
+    """Set the given limit columns of a key (None clears one); None when there is no such key."""
+    key = await session.get(ApiKey, key_id, with_for_update=True, populate_existing=True)
+    if key is None:
+        return None
     for column, value in changes.items():
-        setattr(user, column, value)
-    user.updated_at = utcnow()
+        setattr(key, column, value)
     await session.flush()
-    return user
+    return key
+
+
+async def get_team(session: AsyncSession, team_id: str) -> Team | None:
+    return await session.get(Team, team_id)
+
+
+async def set_team_limits(session: AsyncSession, team_id: str, changes: Mapping[str, Any]) -> Team:
+    """Create the team if it is missing (safe when two writers race), then set the given columns."""
+    await _ensure(session, Team, team_id)
+    team = await session.get(Team, team_id, with_for_update=True, populate_existing=True)
+    assert team is not None
+    return await _change(session, team, changes)
+
+
+async def team_members(session: AsyncSession, team_id: str) -> int:
+    return int(await session.scalar(select(func.count()).select_from(User).where(User.team_id == team_id)) or 0)
+
+
+async def _change(session: AsyncSession, row: Changed, changes: Mapping[str, Any]) -> Changed:
+    for column, value in changes.items():
+        setattr(row, column, value)
+    row.updated_at = utcnow()
+    await session.flush()
+    return row
 
 
 async def touch_keys(session: AsyncSession, used: Mapping[str, datetime]) -> None:

@@ -4,6 +4,8 @@ It is the source of truth for usage: Redis counters lost in a restart are rebuil
 ``record()`` only appends to an in-memory queue; a background task inserts batches, keeps
 rows queued (with backoff) while the database is down, and flushes everything at shutdown.
 Each row carries its own id and inserts ignore duplicates, so a retried batch never counts twice.
+Each row also carries its cost in US dollars and the user's team, so that a user's, a key's and a team's
+month are each one indexed sum.
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import cast
+from decimal import Decimal
+from typing import Literal, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.ids import new_id
+from llm_gateway.pricing import ZERO, to_nano
 from llm_gateway.store.db import Database, insert_ignoring_conflicts
 from llm_gateway.store.tables import UsageRecord, utcnow
 
 log = logging.getLogger(__name__)
 _USAGE_TABLE = cast(Table, UsageRecord.__table__)
+
+# Whose month a sum is: a user's rows, a key's, or a team's (rows whose ``team_id`` is the team).
+LedgerScope = Literal["user", "key", "team"]
+_SUBJECT_COLUMN = {"user": UsageRecord.user_id, "key": UsageRecord.key_id, "team": UsageRecord.team_id}
+_SUBJECT_FIELD = {"user": "user_id", "key": "key_id", "team": "team_id"}
 
 
 @dataclass(slots=True)
@@ -44,12 +53,18 @@ class UsageRow:
     status: int = 200
     latency_ms: int = 0
     created_at: datetime = field(default_factory=utcnow)
-    endpoint: str = "chat"  # the inbound API: chat, messages (later embeddings, responses)
+    endpoint: str = "chat"  # the inbound API: chat, messages, embeddings, responses
+    cost_usd: Decimal = ZERO  # exact, to the micro-dollar (``pricing.Price.cost``)
+    team_id: str | None = None  # the user's team at admission
     id: str = field(default_factory=new_id)
 
     @property
     def charged_tokens(self) -> int:
         return 0 if self.cached else self.prompt_tokens + self.completion_tokens
+
+    @property
+    def charged_usd(self) -> Decimal:
+        return ZERO if self.cached else self.cost_usd
 
 
 @dataclass(slots=True)
@@ -57,12 +72,14 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
+    spend_usd: Decimal = ZERO
 
 
 @dataclass(slots=True)
 class MonthReport:
     requests: int = 0
     used_tokens: int = 0
+    spend_usd: Decimal = ZERO
     by_model: dict[str, ModelUsage] = field(default_factory=dict)
 
 
@@ -181,62 +198,80 @@ class UsageLedger:
             log.warning("usage ledger read failed: %s", type(exc).__name__)
             raise ServiceUnavailable("The usage ledger is unavailable; try again shortly.") from None
 
-    def _pending(self, *, user_id: str | None = None, key_id: str | None = None, month: str) -> Iterable[UsageRow]:
+    def _pending(self, kind: LedgerScope, subject: str, month: str) -> Iterable[UsageRow]:
+        attribute = _SUBJECT_FIELD[kind]
+        return (r for r in self._queue if r.month == month and getattr(r, attribute) == subject)
+
+    async def month_sums(self, kind: LedgerScope, subject: str, month: str) -> tuple[int, Decimal]:
+        """Tokens and US dollars charged to a user, key or team in a month: written rows plus rows still queued.
+
+        A cache hit is charged nothing, whatever its row says."""
+        charged = UsageRecord.cached.is_(False)
+        query = select(
+            func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), func.sum(UsageRecord.cost_usd)
+        ).where(_in_month(kind, subject, month), charged)
+        with self._reading():
+            async with self._database.sessions() as session:
+                tokens, usd = (await session.execute(query)).one()
+        pending = list(self._pending(kind, subject, month))
         return (
-            r
-            for r in self._queue
-            if r.month == month and (user_id is None or r.user_id == user_id) and (key_id is None or r.key_id == key_id)
+            int(tokens or 0) + sum(r.charged_tokens for r in pending),
+            (usd or ZERO) + sum((r.charged_usd for r in pending), ZERO),
         )
+
+    async def month_totals(self, kind: LedgerScope, subject: str, month: str) -> tuple[int, int]:
+        """(tokens, nano-dollars) charged that month: what the limits rebuild their counters from."""
+        tokens, usd = await self.month_sums(kind, subject, month)
+        return tokens, to_nano(usd)
 
     async def month_usage(self, user_id: str, month: str) -> int:
         """Tokens charged to a user in a month: written rows plus rows still queued here."""
-        query = select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
-            UsageRecord.user_id == user_id, UsageRecord.month == month, UsageRecord.cached.is_(False)
-        )
-        with self._reading():
-            async with self._database.sessions() as session:
-                written = int((await session.execute(query)).scalar_one())
-        return written + sum(r.charged_tokens for r in self._pending(user_id=user_id, month=month))
+        return (await self.month_sums("user", user_id, month))[0]
 
     async def key_month_usage(self, key_id: str, month: str) -> int:
-        query = select(func.coalesce(func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens), 0)).where(
-            UsageRecord.key_id == key_id, UsageRecord.month == month, UsageRecord.cached.is_(False)
-        )
-        with self._reading():
-            async with self._database.sessions() as session:
-                written = int((await session.execute(query)).scalar_one())
-        return written + sum(r.charged_tokens for r in self._pending(key_id=key_id, month=month))
+        return (await self.month_sums("key", key_id, month))[0]
 
-    async def month_report(self, user_id: str, month: str) -> MonthReport:
-        """A user's month by model group: what ``/v1/usage`` and ``/admin/usage`` show."""
+    async def month_report(self, subject: str, month: str, kind: LedgerScope = "user") -> MonthReport:
+        """A user's (or a key's, or a team's) month by model group: what the usage reports show."""
         query = (
             select(
                 UsageRecord.model_group,
                 UsageRecord.cached,
                 func.count(),
-                func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
-                func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+                func.sum(UsageRecord.prompt_tokens),
+                func.sum(UsageRecord.completion_tokens),
+                func.sum(UsageRecord.cost_usd),
             )
-            .where(UsageRecord.user_id == user_id, UsageRecord.month == month)
+            .where(_in_month(kind, subject, month))
             .group_by(UsageRecord.model_group, UsageRecord.cached)
         )
-        report = MonthReport()
         with self._reading():
             async with self._database.sessions() as session:
-                rows = [(g, bool(c), int(n), int(p), int(q)) for g, c, n, p, q in (await session.execute(query)).all()]
+                rows = [
+                    (group, bool(cached), int(n), int(p or 0), int(q or 0), usd or ZERO)
+                    for group, cached, n, p, q, usd in (await session.execute(query)).all()
+                ]
         rows += [
-            (r.model_group, r.cached, 1, r.prompt_tokens, r.completion_tokens)
-            for r in self._pending(user_id=user_id, month=month)
+            (r.model_group, r.cached, 1, r.prompt_tokens, r.completion_tokens, r.cost_usd)
+            for r in self._pending(kind, subject, month)
         ]
-        for group, cached, count, prompt, completion in rows:
+        report = MonthReport()
+        for group, cached, count, prompt, completion, usd in rows:
             usage = report.by_model.setdefault(group, ModelUsage())
             usage.requests += count
             report.requests += count
-            if not cached:  # a cache hit is served for free: it counts as a request, not as tokens
+            if not cached:  # a cache hit is served for free: it counts as a request, not as tokens or spend
                 usage.prompt_tokens += prompt
                 usage.completion_tokens += completion
+                usage.spend_usd += usd
                 report.used_tokens += prompt + completion
+                report.spend_usd += usd
         return report
+
+
+def _in_month(kind: LedgerScope, subject: str, month: str) -> ColumnElement[bool]:
+    """The rows of one user's, key's or team's month: each kind has its index on (subject, month)."""
+    return (_SUBJECT_COLUMN[kind] == subject) & (UsageRecord.month == month)
 
 
 _COLUMNS = tuple(f.name for f in fields(UsageRow))

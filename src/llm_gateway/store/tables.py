@@ -6,6 +6,7 @@ A test (``test_identity_store``) fails when these models and the migrations disa
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -18,8 +19,10 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,8 +58,51 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class UsdAmount(TypeDecorator[Decimal]):
+    """US dollars to the micro-dollar, exact on both backends (a float is refused, never stored).
+
+    PostgreSQL: ``NUMERIC(20, 6)``, dollars as written. SQLite has no exact decimal type (its NUMERIC affinity
+    turns ``'0.000123'`` into a float, and ``SUM`` adds floats), so there the column is a ``BIGINT`` of
+    micro-dollars, which SQLite stores and sums exactly. Either way Python sees a ``Decimal`` with six places.
+    """
+
+    impl = Numeric(20, 6)
+    cache_ok = True
+    _MICRO = Decimal("0.000001")
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(BigInteger() if dialect.name == "sqlite" else Numeric(20, 6))
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Dialect) -> Decimal | int | None:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal | int) or isinstance(value, bool):
+            raise TypeError(f"a US dollar amount must be a Decimal, not {type(value).__name__}")
+        amount = Decimal(value).quantize(self._MICRO, rounding=ROUND_HALF_EVEN)
+        return int(amount.scaleb(6)) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        amount = Decimal(int(value)).scaleb(-6) if dialect.name == "sqlite" else Decimal(value)
+        return amount.quantize(self._MICRO)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Team(Base):
+    """A team of users: budgets and a request rate its members share. Null means "no such limit"."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    monthly_budget_usd: Mapped[Decimal | None] = mapped_column(UsdAmount())
+    monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class User(Base):
@@ -69,6 +115,9 @@ class User(Base):
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Teams are never deleted, so a member's team always exists; the index serves a team's member count.
+    team_id: Mapped[str | None] = mapped_column(String(255), ForeignKey("teams.id"), index=True)
+    monthly_budget_usd: Mapped[Decimal | None] = mapped_column(UsdAmount())  # null: DEFAULT_MONTHLY_BUDGET_USD
 
 
 class ApiKey(Base):
@@ -84,6 +133,7 @@ class ApiKey(Base):
     models: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
+    monthly_budget_usd: Mapped[Decimal | None] = mapped_column(UsdAmount())  # a cap inside the user's
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -97,6 +147,7 @@ class UsageRecord(Base):
     __table_args__ = (
         Index("ix_usage_ledger_user_id", "user_id", "month"),
         Index("ix_usage_ledger_key_id", "key_id", "month"),
+        Index("ix_usage_ledger_team_id", "team_id", "month"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -116,6 +167,12 @@ class UsageRecord(Base):
     # The inbound API the request came through (``chat``, ``messages``, ``embeddings``, ``responses``).
     # No index: reports read a user's or a key's month, which the indexes above already narrow.
     endpoint: Mapped[str] = mapped_column(String(32), server_default="chat")
+    # What the request cost (prompt, cached-prompt and completion tokens at the deployment's price); 0 for a
+    # cache hit, an unpriced model, and every row written before revision 0005.
+    cost_usd: Mapped[Decimal] = mapped_column(UsdAmount(), server_default=text("0"))
+    # The user's team when the request was admitted: a team's month is summed from its rows, so a user who
+    # changes team takes none of the old team's spend along.
+    team_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class StoredResponseRecord(Base):
