@@ -24,6 +24,7 @@ from llm_gateway.settings import load_settings
 from llm_gateway.telemetry.early_refusals import EarlyRefusalRecorder
 from tests.fakes.upstream import FakeProvider
 from tests.identity_support import ADMIN_API_KEY, ADMIN_HEADERS, sqlite_url
+from tests.pricing_support import spend_usd
 
 SECURITY = {
     "x-content-type-options": "nosniff",
@@ -317,6 +318,7 @@ async def test_usage_shows_the_key_budget_when_it_binds_and_both_budgets(http: h
     used = usage["total_tokens"]
     report = (await http.get("/v1/usage", headers=auth)).json()
     month = report["month"]
+    spent = spend_usd("gpt-4o-mini", (usage["prompt_tokens"], usage["completion_tokens"]))
     assert report == {
         "user_id": "alice",
         "month": month,
@@ -325,13 +327,13 @@ async def test_usage_shows_the_key_budget_when_it_binds_and_both_budgets(http: h
         "reserved_tokens": 0,
         "remaining_tokens": 500 - used,
         "requests": 1,
-        "spend_usd": "0.000000",
+        "spend_usd": spent,
         "by_model": {
             "gpt-4o-mini": {
                 "prompt_tokens": usage["prompt_tokens"],
                 "completion_tokens": usage["completion_tokens"],
                 "requests": 1,
-                "spend_usd": "0.000000",
+                "spend_usd": spent,
             }
         },
         "key": {
@@ -339,14 +341,14 @@ async def test_usage_shows_the_key_budget_when_it_binds_and_both_budgets(http: h
             "used_tokens": used,
             "reserved_tokens": 0,
             "remaining_tokens": 500 - used,
-            "spend_usd": "0.000000",
+            "spend_usd": spent,
         },
         "user": {
             "budget_tokens": 1_000_000,
             "used_tokens": used,
             "reserved_tokens": 0,
             "remaining_tokens": 1_000_000 - used,
-            "spend_usd": "0.000000",
+            "spend_usd": spent,
         },
     }
     assert answer.headers["x-ratelimit-limit-tokens"] == "500"  # the budget the headers name, too

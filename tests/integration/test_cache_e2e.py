@@ -27,6 +27,7 @@ from tests.cache_support import (
 )
 from tests.conftest import StartGateway
 from tests.fakes import Fail, FailMidStream, FakeProvider, Reply
+from tests.pricing_support import spend_usd
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def test_miss_then_hit_answers_the_same_body_without_the_upstream_and_charges_no
         "prompt_tokens": 11,
         "completion_tokens": 7,
         "requests": 2,
-        "spend_usd": "0.000000",
+        "spend_usd": spend_usd("gpt-4o-mini", (11, 7)),  # the hit cost nothing
     }
 
     # the SDK reads the hit like any answer

@@ -24,6 +24,7 @@ from tests.identity_support import (
     gateway_env,
 )
 from tests.limits_support import MODEL, admin_usage, chat_body, drop_prefix, set_user, unique_prefix, wait_for
+from tests.pricing_support import spend_usd
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,12 @@ def test_usage_agrees_with_the_admin_api(cli: Any, gateway: GatewayServer) -> No
     assert printed["budget_tokens"] == 5000
     assert (printed["used_tokens"], printed["reserved_tokens"], printed["remaining_tokens"]) == (36, 0, 4964)
     assert printed["by_model"] == {
-        MODEL: {"prompt_tokens": 22, "completion_tokens": 14, "requests": 2, "spend_usd": "0.000000"}
+        MODEL: {
+            "prompt_tokens": 22,
+            "completion_tokens": 14,
+            "requests": 2,
+            "spend_usd": spend_usd(MODEL, (11, 7), (11, 7)),
+        }
     }
     assert "budget_usd" not in printed  # no US dollar budget applies
     # The same without Redis: nothing is in flight, so nothing differs.

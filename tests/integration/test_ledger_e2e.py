@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from llm_gateway import tokens
+from llm_gateway.pricing import format_usd
 from tests.conftest import StartGateway
 from tests.fakes import Delay, Fail, FakeProvider, Reply
 from tests.harness import GatewayServer
@@ -29,6 +31,7 @@ from tests.limits_support import (
     sqlite_path,
     wait_for,
 )
+from tests.pricing_support import spend_usd
 
 pytestmark = pytest.mark.integration
 
@@ -213,6 +216,8 @@ def test_usage_report_shape_and_admin_agreement(
     assert httpx.post(url, headers=headers, json=chat_body("four")).status_code == 400  # nothing charged
 
     month = this_month()
+    claude_spend = spend_usd("claude-3-5-haiku-latest", (20, 30), provider="anthropic")
+    openai_spend = spend_usd(MODEL, (11, 7), (5, 3))
     expected = {
         "user_id": "alice",
         "month": month,
@@ -221,15 +226,15 @@ def test_usage_report_shape_and_admin_agreement(
         "reserved_tokens": 0,
         "remaining_tokens": BUDGET - 76,
         "requests": 5,
-        "spend_usd": "0.000000",  # no prices configured: every model costs 0
+        "spend_usd": format_usd(Decimal(claude_spend) + Decimal(openai_spend)),  # the hit and the 400 cost nothing
         "by_model": {
             "claude-3-5-haiku-latest": {
                 "prompt_tokens": 20,
                 "completion_tokens": 30,
                 "requests": 1,
-                "spend_usd": "0.000000",
+                "spend_usd": claude_spend,
             },
-            MODEL: {"prompt_tokens": 16, "completion_tokens": 10, "requests": 4, "spend_usd": "0.000000"},
+            MODEL: {"prompt_tokens": 16, "completion_tokens": 10, "requests": 4, "spend_usd": openai_spend},
         },
     }
     mine = my_usage(gateway, alice)
@@ -242,6 +247,7 @@ def test_usage_report_shape_and_admin_agreement(
     assert admin_usage(gateway.base_url, "alice") == expected
 
     empty = {**expected, "month": "2001-01", "used_tokens": 0, "remaining_tokens": BUDGET, "requests": 0}
+    empty["spend_usd"] = "0.000000"
     empty["by_model"] = {}
     assert my_usage(gateway, alice, month="2001-01") == empty
     assert admin_usage(gateway.base_url, "alice", "2001-01") == empty

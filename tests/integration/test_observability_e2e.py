@@ -26,6 +26,7 @@ from tests.fakes import Fail, FakeProvider
 from tests.fakes.collectors import FakeOtlpGrpc, FakeOtlpHttp, ReceivedSpan, wait_for
 from tests.harness import GatewayServer
 from tests.identity_support import create_key
+from tests.pricing_support import spend_usd
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,7 @@ def test_a_success_has_a_server_span_and_one_attempt_span_with_the_genai_attribu
         "gateway.provider": "openai",
         "gateway.cache": "miss",
         "gateway.user_id": hashed,
+        "gateway.cost_usd": float(spend_usd("gpt-4o-mini", (11, 7))),
     }
     assert attempt.name == "chat gpt-4o-mini"
     assert attempt.status.status_code is StatusCode.UNSET

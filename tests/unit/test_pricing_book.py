@@ -8,19 +8,19 @@ import socket
 import subprocess
 import sys
 import threading
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
-import genai_prices
 import pytest
 from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
 
 from llm_gateway import pricing_book
-from llm_gateway.pricing import MICRO, Price, ReservePrice
+from llm_gateway.pricing import Price, ReservePrice
 from llm_gateway.pricing_book import PriceBook
 from llm_gateway.pricing_catalogue import Catalogue
 from llm_gateway.schemas.core import Usage
 from llm_gateway.settings import PUBLIC_BASE_URLS, Deployment, ProviderConfig, load_settings
+from tests.pricing_support import genai_cost
 
 LOGGER = "llm_gateway.pricing_book"
 PUBLIC = {
@@ -47,21 +47,6 @@ def book(
 
 # Below the lowest long-context tier of genai-prices' data (32K prompt tokens), with a cached part.
 USAGE = Usage(prompt_tokens=23_457, completion_tokens=891, cached_tokens=20_000)
-
-
-def genai_cost(usage: Usage, model: str, **where: str) -> Decimal:
-    """What genai-prices itself says ``usage`` costs, to the micro-dollar."""
-    calc = genai_prices.calc_price(
-        genai_prices.Usage(
-            input_tokens=usage.prompt_tokens,
-            cache_read_tokens=usage.cached_tokens,
-            output_tokens=usage.completion_tokens,
-        ),
-        model,
-        **where,  # type: ignore[call-overload]
-    )
-    total: Decimal = calc.total_price
-    return total.quantize(MICRO, rounding=ROUND_HALF_EVEN)
 
 
 @pytest.mark.parametrize(
