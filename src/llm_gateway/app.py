@@ -212,7 +212,13 @@ def _cors_options(settings: Settings) -> dict[str, Any]:
         "allow_origins": settings.cors_origins,
         "allow_methods": ["*"],
         "allow_headers": ["*"],
-        "expose_headers": ["x-request-id", "x-gateway-provider", "x-gateway-attempts", "x-gateway-dropped-params"],
+        "expose_headers": [
+            "x-request-id",
+            "x-gateway-provider",
+            "x-gateway-attempts",
+            "x-gateway-dropped-params",
+            "x-gateway-cost-usd",
+        ],
     }
 
 

@@ -163,7 +163,7 @@ async def test_cors_answers_chat_and_fastapi_routes_alike(make_app: MakeApp) -> 
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == ORIGIN
         assert response.headers["access-control-expose-headers"] == (
-            "x-request-id, x-gateway-provider, x-gateway-attempts, x-gateway-dropped-params"
+            "x-request-id, x-gateway-provider, x-gateway-attempts, x-gateway-dropped-params, x-gateway-cost-usd"
         )
 
 
