@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +19,9 @@ from llm_gateway import tokens
 from tests.conftest import StartGateway
 from tests.fakes import FakeProvider, Reply
 from tests.harness import GatewayServer
-from tests.identity_support import create_key
+from tests.identity_support import ADMIN_HEADERS, create_key
 from tests.limits_support import MODEL, chat_body, ledger_rows, set_user, sqlite_path, wait_for
+from tests.messages_support import write_groups
 from tests.services import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -115,3 +117,40 @@ def test_a_keys_own_budget_is_rebuilt_from_the_ledger_too(
     assert refused.headers["x-ratelimit-limit-tokens"] == str(key_budget)  # the key's cap binds
     assert refused.headers["x-ratelimit-remaining-tokens"] == str(left)
     assert chat(gateway, key, chat_body("more", max_tokens=left - estimate)).status_code == 200
+
+
+def test_a_teams_dollar_spend_is_rebuilt_from_the_ledger_after_flushall(
+    start_gateway: StartGateway,
+    fake_env: dict[str, str],
+    fakes: dict[str, FakeProvider],
+    throwaway_redis: RedisServer,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    # $1 / $4 per million tokens: each answer (11 in, 7 out) costs $0.000039; the budget, $0.0002, holds five.
+    price = {"input_per_mtok": "1", "output_per_mtok": "4"}
+    config = write_groups(tmp_path, fakes, {"priced": [{"provider": "openai", "model": MODEL, "price": price}]})
+    gateway = start_gateway(
+        {**fake_env, "REDIS_URL": throwaway_redis.url, "REDIS_PREFIX": PREFIX, "GATEWAY_CONFIG": config}
+    )
+    admin = f"{gateway.base_url}/admin"
+    assert httpx.put(f"{admin}/teams/ops", headers=ADMIN_HEADERS, json={"monthly_budget_usd": "0.0002"}).is_success
+    assert httpx.put(f"{admin}/users/wanda", headers=ADMIN_HEADERS, json={"team_id": "ops"}).is_success
+    key = create_key(gateway.base_url, "wanda")
+    for i in range(SERVED):
+        assert chat(gateway, key, chat_body(f"spend {i}", model="priced")).status_code == 200
+    database = sqlite_path(fake_env["DATABASE_URL"])
+    wait_for(lambda: len(ledger_rows(database, team_id="ops")) == SERVED, what="ledger rows written")
+    spent_nano = SERVED * 39_000
+    assert redis_client.hget(f"{PREFIX}teambudget:ops:{month()}", "used_nano") == str(spent_nano).encode()
+    redis_client.flushall()
+
+    left_nano = 200_000 - spent_nano  # 83,000
+    estimate = tokens.estimate_prompt_tokens(chat_body("more", model="priced"), MODEL)
+    needs = estimate * 1_000 + 20 * 4_000  # ~ 89,000: a fresh budget would admit it
+    assert left_nano < needs < 200_000
+    refused = chat(gateway, key, chat_body("more", model="priced", max_tokens=20))
+    assert refused.status_code == 429, refused.text
+    assert "US-dollar budget of team 'ops'" in refused.json()["error"]["message"]
+    assert redis_client.hget(f"{PREFIX}teambudget:ops:{month()}", "used_nano") == str(spent_nano).encode()
+    assert chat(gateway, key, chat_body("more", model="priced", max_tokens=15)).status_code == 200  # ~69,000 fits
