@@ -32,6 +32,7 @@ VERSION_TABLE = "alembic_version"  # Alembic's default, where it keeps the revis
 # Any fixed number: every gateway process and the CLI take this lock while migrating PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777
 CONNECT_TIMEOUT_SECONDS = 10.0
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
 
@@ -53,9 +54,10 @@ def async_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    # WAL lets the CLI write while a server reads; busy_timeout waits for a writer instead of failing.
+    # WAL lets the CLI write while a server reads; busy_timeout waits for a writer instead of failing: long
+    # enough for a migration another worker is running at start-up (seconds, on a slow or busy disk).
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     if _journal_mode(cursor) != "wal":
         # WAL is a property of the file, switched to once, under an exclusive lock that fails at once
         # (no busy wait) when another process has just switched the new file and is migrating it.
