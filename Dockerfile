@@ -1,7 +1,7 @@
-# syntax=docker/dockerfile:1
 # llm-gateway's image: a build stage that turns the source into a wheel and installs it, with exactly the
 # versions in requirements.lock, into a virtual environment; a slim final stage holding only that environment,
 # run as an unprivileged user. Build from the repository's root: `docker build -t llm-gateway .`
+# (BuildKit, the default builder since Docker 23, for the pip cache mount.)
 # Both stages use the same base, so the venv's interpreter path (/usr/local/bin/python3.11) exists in the second.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
