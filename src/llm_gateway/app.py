@@ -32,6 +32,7 @@ from llm_gateway.api.middleware import BodyGuardMiddleware, RequestIdMiddleware
 from llm_gateway.asgi import route_path
 from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache
+from llm_gateway.console import CONSOLE_PREFIX, attach_console, mount_console
 from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
 from llm_gateway.http import UpstreamBounds
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
@@ -77,6 +78,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
                     open_redis(settings.redis_url.get_secret_value(), settings.redis_prefix)
                 )
             app.state.database, app.state.redis = database, redis
+            attach_console(app, database)
             app.state.auth = await stack.enter_async_context(open_auth(settings, database, redis))
 
             # Telemetry closes after the ledger: a slow collector must not hold up the flush of usage rows.
@@ -150,19 +152,21 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
     )
     for module in (chat, messages, embeddings, responses, models, usage, admin, health, metrics):
         app.include_router(module.router)
+    console = mount_console(app, settings)  # /ui, when ADMIN_API_KEY is set
     telemetry = app.state.telemetry = telemetry or build_telemetry(config)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.entry = _front_door(app.dispatch, settings, telemetry)
+    app.entry = _front_door(app.dispatch, settings, telemetry, console=console)
     return app
 
 
-def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry) -> ASGIApp:
+def _front_door(dispatch: ASGIApp, settings: Settings, telemetry: Telemetry, *, console: bool = False) -> ASGIApp:
     """What every request passes through, chat and FastAPI's routes alike, outermost first: the server span
     (when tracing) and the record of a refused chat request; the request id and security headers; CORS (when
     configured); the admin key for ``/admin`` (refused before anything else is said about the request); the
-    body's type and size."""
-    entry: ASGIApp = BodyGuardMiddleware(dispatch, max_bytes=settings.max_request_bytes)
+    body's type and size (the console's forms may be urlencoded)."""
+    form_prefix = CONSOLE_PREFIX if console else None
+    entry: ASGIApp = BodyGuardMiddleware(dispatch, max_bytes=settings.max_request_bytes, form_prefix=form_prefix)
     entry = admin.AdminGuard(entry, admin_api_key=settings.admin_api_key)
     if settings.cors_origins:
         entry = CORSMiddleware(entry, **_cors_options(settings))

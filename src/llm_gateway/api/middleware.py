@@ -11,6 +11,7 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.api.envelopes import render_error
+from llm_gateway.asgi import route_path
 from llm_gateway.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from llm_gateway.ids import new_id_bytes
 
@@ -87,17 +88,24 @@ def is_json(content_type: bytes) -> bool:
     )
 
 
+def is_form(content_type: bytes) -> bool:
+    return content_type.partition(b";")[0].strip().lower() == b"application/x-www-form-urlencoded"
+
+
 class BodyGuardMiddleware:
     """What a request body may be: JSON (else 415), at most ``max_bytes`` (else 413).
 
     Both are decided from the headers before anything reads the body; a body sent without
     Content-Length is also counted as it arrives (``_counted``). A declared length is not re-counted:
-    the server delivers exactly that many bytes.
+    the server delivers exactly that many bytes. Under ``form_prefix`` (the console, ``/ui/``) an HTML
+    form's urlencoded body is taken too: there every POST carries a CSRF token and a ``SameSite=Strict``
+    session cookie, which a cross-site form has neither of.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, *, form_prefix: str | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.form_prefix = form_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,13 +121,16 @@ class BodyGuardMiddleware:
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await send_refusal(send, too_large(self.max_bytes), scope)
             return
-        if scope["method"] in _BODY_METHODS and not is_json(content_type):
+        if scope["method"] in _BODY_METHODS and not is_json(content_type) and not self._form(scope, content_type):
             await send_refusal(send, _not_json(content_type), scope)
             return
         if length is not None:
             await self.app(scope, receive, send)
             return
         await self.app(scope, *_counted(scope, receive, send, self.max_bytes))
+
+    def _form(self, scope: Scope, content_type: bytes) -> bool:
+        return self.form_prefix is not None and is_form(content_type) and route_path(scope).startswith(self.form_prefix)
 
 
 def _counted(scope: Scope, receive: Receive, send: Send, max_bytes: int) -> tuple[Receive, Send]:

@@ -232,6 +232,11 @@ class Accounts:
         async with self._database.sessions() as session:
             return [KeyPublic.of(key) for key in await accounts.list_keys(session, user_id)]
 
+    async def get_key(self, key_id: str) -> KeyPublic | None:
+        async with self._database.sessions() as session:
+            key = await accounts.get_key(session, key_id)
+            return KeyPublic.of(key) if key else None
+
     async def revoke_key(self, key_id: str) -> KeyPublic | None:
         """Revoke (idempotent: revoking again announces it again); None when there is no such key."""
         async with self._database.sessions.begin() as session:
@@ -282,6 +287,14 @@ class Accounts:
         async with self._database.sessions() as session:
             team = await accounts.get_team(session, team_id)
             return TeamPublic.of(team, await accounts.team_members(session, team_id)) if team else None
+
+    async def list_users(self, limit: int = 1000) -> list[UserPublic]:
+        async with self._database.sessions() as session:
+            return [UserPublic.of(user) for user in await accounts.list_users(session, limit)]
+
+    async def list_teams(self, limit: int = 1000) -> list[TeamPublic]:
+        async with self._database.sessions() as session:
+            return [TeamPublic.of(team, members) for team, members in await accounts.list_teams(session, limit)]
 
     async def get_user(self, user_id: str) -> UserPublic | None:
         async with self._database.sessions() as session:

@@ -36,6 +36,12 @@ def _trusted(address: Address, proxies: Sequence[Network]) -> bool:
     return any(address.version == network.version and address in network for network in proxies)
 
 
+def from_trusted_proxy(peer: str | None, proxies: Sequence[Network]) -> bool:
+    """Whether the socket peer is one of our proxies, whose ``X-Forwarded-*`` headers count."""
+    address = _address(peer) if peer else None
+    return address is not None and _trusted(address, proxies)
+
+
 def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> Address | None:
     """The client's address; ``forwarded_for`` counts only when the peer is a trusted proxy."""
     current = _address(peer) if peer else None

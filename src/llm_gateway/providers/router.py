@@ -78,6 +78,15 @@ class Cooldowns:
         self._failures.pop(key, None)
         self._until.pop(key, None)
 
+    def remaining(self, key: str) -> float:
+        """Seconds this deployment stays cooled down (0: healthy): what the console shows, read-only."""
+        until = self._until.get(key)
+        return max(0.0, until - self._clock()) if until is not None else 0.0
+
+    def failures(self, key: str) -> int:
+        """Consecutive failures counted towards the next cool-down."""
+        return self._failures.get(key, 0)
+
 
 @dataclass(slots=True)
 class Routed:
@@ -131,6 +140,15 @@ class Router:
     @property
     def model_names(self) -> list[str]:
         return sorted(self._groups)
+
+    @property
+    def groups(self) -> dict[str, list[Deployment]]:
+        """Each model group's usable chain (a copy): what the console lists, with ``cooldowns``."""
+        return {name: list(chain) for name, chain in self._groups.items()}
+
+    @property
+    def cooldowns(self) -> Cooldowns:
+        return self._cooldowns
 
     def deployments(self, model: str) -> list[Deployment]:
         """The chain for a public model name; raises ModelNotFound."""

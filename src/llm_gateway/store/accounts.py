@@ -107,6 +107,23 @@ async def set_team_limits(session: AsyncSession, team_id: str, changes: Mapping[
     return await _change(session, team, changes)
 
 
+async def list_users(session: AsyncSession, limit: int) -> list[User]:
+    """Users with a row (overrides, a team, or a key), by id; at most ``limit``."""
+    return list((await session.scalars(select(User).order_by(User.id).limit(limit))).all())
+
+
+async def list_teams(session: AsyncSession, limit: int) -> list[tuple[Team, int]]:
+    """Teams by id with their member counts, in one query; at most ``limit``."""
+    members = select(User.team_id, func.count().label("members")).group_by(User.team_id).subquery()
+    query = (
+        select(Team, func.coalesce(members.c.members, 0))
+        .outerjoin(members, members.c.team_id == Team.id)
+        .order_by(Team.id)
+        .limit(limit)
+    )
+    return [(team, int(count)) for team, count in (await session.execute(query)).all()]
+
+
 async def team_members(session: AsyncSession, team_id: str) -> int:
     return int(await session.scalar(select(func.count()).select_from(User).where(User.team_id == team_id)) or 0)
 

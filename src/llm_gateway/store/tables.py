@@ -175,6 +175,19 @@ class UsageRecord(Base):
     team_id: Mapped[str | None] = mapped_column(String(255))
 
 
+class ConsoleSession(Base):
+    """A signed-in operator of the console (``/ui``). The cookie holds a random id; only its SHA-256 is kept here,
+    so a copy of the database signs no one in. Kept in the database, so every replica knows every session."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Sent back in every form of the session and compared on every POST (the console's CSRF token).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # the purge walks this index
+
+
 class StoredResponseRecord(Base):
     """A response of ``POST /v1/responses`` kept for ``previous_response_id`` and ``GET``, until ``expires_at``."""
 
