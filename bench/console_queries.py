@@ -56,8 +56,7 @@ CONSOLE_INDEXES = {
     "ix_usage_ledger_created_at": "created_at, id",
     "ix_usage_ledger_user_created": "user_id, created_at, id",
     "ix_usage_ledger_key_created": "key_id, created_at, id",
-    "ix_usage_ledger_group_created": "model_group, created_at, id",
-    "ix_usage_ledger_provider_created": "provider, upstream_model, created_at, id",
+    "ix_usage_ledger_deployment": "provider, upstream_model, created_at, status, latency_ms",
     "ix_usage_ledger_endpoint": "endpoint",
 }
 COLUMNS = (

@@ -74,7 +74,13 @@ _CURSOR_SEPARATOR = "~"
 _LEADS = ("key_id", "user_id")  # filters whose (column, created_at, id) index a page walks, in this order
 _CHECKED = ("model_group", "provider", "status", "cached", "endpoint")  # checked on the rows read
 _TRUE = true()
-_DISTINCT_COLUMNS = {"providers": "provider", "model_groups": "model_group", "endpoints": "endpoint"}
+# Each list's table and column, which an index leads: the ledger's deployment and endpoint indexes, the hourly
+# rollup's model group index (every model group that was ever asked for has an hour there).
+_DISTINCT = {
+    "providers": ("usage_ledger", "provider"),
+    "model_groups": ("usage_hourly", "model_group"),
+    "endpoints": ("usage_ledger", "endpoint"),
+}
 _U = UsageRecord
 _H = UsageHourly
 _D = UsageDaily
@@ -250,16 +256,7 @@ class ConsoleQueries:
         ledger."""
         since = self._since(since)
         boundary = _ceil(since, "day")
-        whole = (
-            select(
-                _D.user_id.label("name"),
-                func.sum(_D.requests).label("requests"),
-                func.sum(_D.prompt_tokens + _D.completion_tokens).label("tokens"),
-                func.sum(_D.spend_usd).label("spend"),
-            )
-            .where(_D.day >= boundary.date())
-            .group_by(_D.user_id)
-        )
+        whole = _rolled_top(_D, _D.user_id).where(_D.day >= boundary.date())
         return await self._top(whole, _raw_top(_U.user_id, since, boundary), limit)
 
     async def top_models(self, since: datetime, limit: int = 10) -> list[Top]:
@@ -268,16 +265,7 @@ class ConsoleQueries:
         Whole hours from ``usage_hourly``, the rest of ``since``'s hour from the ledger."""
         since = self._since(since)
         boundary = _ceil(since, "hour")
-        whole = (
-            select(
-                _H.model_group.label("name"),
-                func.sum(_H.requests).label("requests"),
-                func.sum(_H.prompt_tokens + _H.completion_tokens).label("tokens"),
-                func.sum(_H.spend_usd).label("spend"),
-            )
-            .where(_H.hour >= boundary)
-            .group_by(_H.model_group)
-        )
+        whole = _rolled_top(_H, _H.model_group).where(_H.hour >= boundary)
         return await self._top(whole, _raw_top(_U.model_group, since, boundary), limit)
 
     async def _top(self, whole: Any, rest: Any, limit: int) -> list[Top]:
@@ -298,17 +286,21 @@ class ConsoleQueries:
         """Each deployment that answered since ``since``, busiest first (at most ``MAX_DEPLOYMENTS``).
 
         Counts from ``usage_hourly`` (whole hours) and the ledger (the rest of ``since``'s hour); latencies from
-        the ledger, through its (provider, upstream_model, created_at, id) index."""
+        the ledger's ``ix_usage_ledger_deployment`` index alone (it holds each row's status and latency)."""
         since = self._since(since)
         boundary = _ceil(since, "hour")
         failed = _U.status >= 400
-        whole = select(
-            _H.provider.label("provider"),
-            _H.upstream_model.label("model"),
-            _H.requests.label("requests"),
-            _H.errors.label("failures"),
-            _H.last_error_at.label("last_failure"),
-        ).where(_H.hour >= boundary, _H.provider != "")
+        whole = (
+            select(
+                _H.provider.label("provider"),
+                _H.upstream_model.label("model"),
+                func.sum(_H.requests).label("requests"),
+                func.sum(_H.errors).label("failures"),
+                func.max(_H.last_error_at).label("last_failure"),
+            )
+            .where(_H.hour >= boundary, _H.provider != "")
+            .group_by(_H.provider, _H.upstream_model)
+        )
         rest = select(
             _U.provider,
             func.coalesce(_U.upstream_model, ""),
@@ -342,7 +334,7 @@ class ConsoleQueries:
                             _U.created_at >= since,
                             _U.status < 400,
                         )
-                        .order_by(_U.created_at.desc(), _U.id.desc())
+                        .order_by(_U.created_at.desc())
                         .limit(LATENCY_SAMPLE)
                     )
                     latencies = sorted((await session.execute(sample)).scalars().all())
@@ -483,8 +475,8 @@ class ConsoleQueries:
         found: dict[str, list[str]] = {}
         with _reading():
             async with self._database.sessions() as session:
-                for name, column in _DISTINCT_COLUMNS.items():
-                    rows = await session.execute(_distinct_sql(column), {"cap": DISTINCT_VALUES})
+                for name, (table, column) in _DISTINCT.items():
+                    rows = await session.execute(_distinct_sql(table, column), {"cap": DISTINCT_VALUES})
                     found[name] = [value for (value,) in rows.all()]
         return found
 
@@ -579,6 +571,16 @@ def _summed_usd(column: Any) -> ColumnElement[Decimal]:
 _NO_SUMS = (0, 0, 0, ZERO, 0, 0, 0)
 
 
+def _rolled_top(rollup: Any, name: Any) -> Select[Any]:
+    """A rollup's sums by ``name``, as a top list sums them (a ``where`` picks the period)."""
+    return select(
+        name.label("name"),
+        func.sum(rollup.requests).label("requests"),
+        func.sum(rollup.prompt_tokens + rollup.completion_tokens).label("tokens"),
+        func.sum(rollup.spend_usd).label("spend"),
+    ).group_by(name)
+
+
 def _raw_top(column: Any, since: datetime, boundary: datetime) -> Select[Any]:
     """The ledger's rows from ``since`` to the first whole hour or day, as a top list sums them."""
     charged = _U.cached.is_(False)
@@ -624,13 +626,13 @@ def _entry_of(values: Any) -> LedgerEntry:
     return LedgerEntry(**{name: values[name] for name in _ENTRY_FIELDS})
 
 
-def _distinct_sql(column: str) -> Any:
+def _distinct_sql(table: str, column: str) -> Any:
     """A loose index scan: the smallest value, then the smallest above it, and so on, ``:cap`` values at most."""
     return text(
         f"WITH RECURSIVE found(value, n) AS ("
-        f" SELECT min({column}), 1 FROM usage_ledger"
+        f" SELECT min({column}), 1 FROM {table}"
         f" UNION ALL"
-        f" SELECT (SELECT min({column}) FROM usage_ledger WHERE {column} > found.value), n + 1"
+        f" SELECT (SELECT min({column}) FROM {table} WHERE {column} > found.value), n + 1"
         f" FROM found WHERE found.value IS NOT NULL AND n < :cap"
         f") SELECT value FROM found WHERE value IS NOT NULL ORDER BY value"
     )

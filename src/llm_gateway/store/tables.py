@@ -149,12 +149,12 @@ class UsageRecord(Base):
         Index("ix_usage_ledger_user_id", "user_id", "month"),
         Index("ix_usage_ledger_key_id", "key_id", "month"),
         Index("ix_usage_ledger_team_id", "team_id", "month"),
-        # The console (revision 0007): newest-first paging and time ranges, and the same per filter it offers.
+        # The console's (revision 0007, ``console/queries.py``): newest-first paging, alone and by user or key; each
+        # deployment's recent latencies, read from the index alone; the lists of providers and endpoints.
         Index("ix_usage_ledger_created_at", "created_at", "id"),
         Index("ix_usage_ledger_user_created", "user_id", "created_at", "id"),
         Index("ix_usage_ledger_key_created", "key_id", "created_at", "id"),
-        Index("ix_usage_ledger_group_created", "model_group", "created_at", "id"),
-        Index("ix_usage_ledger_provider_created", "provider", "upstream_model", "created_at", "id"),
+        Index("ix_usage_ledger_deployment", "provider", "upstream_model", "created_at", "status", "latency_ms"),
         Index("ix_usage_ledger_endpoint", "endpoint"),
     )
 
@@ -186,7 +186,16 @@ class UsageRecord(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
 
-class UsageHourly(Base):
+class _Summed:
+    """What both rollups sum: requests, and the tokens and US dollars charged."""
+
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    spend_usd: Mapped[Decimal] = mapped_column(UsdAmount())
+
+
+class UsageHourly(_Summed, Base):
     """The ledger summed by hour (UTC), model group and deployment: the console's charts, top models and deployments.
 
     Kept by the ledger's writer in the transaction that inserts the rows it sums (``store/rollups.py``), so it
@@ -195,22 +204,19 @@ class UsageHourly(Base):
     """
 
     __tablename__ = "usage_hourly"
+    __table_args__ = (Index("ix_usage_hourly_model_group", "model_group"),)  # the console's list of model groups
 
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     model_group: Mapped[str] = mapped_column(String(255), primary_key=True)
     provider: Mapped[str] = mapped_column(String(64), primary_key=True)
     upstream_model: Mapped[str] = mapped_column(String(255), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    spend_usd: Mapped[Decimal] = mapped_column(UsdAmount())
     cache_hits: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)  # status >= 400
     fallbacks: Mapped[int] = mapped_column(BigInteger)  # answered after more than one attempt
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class UsageDaily(Base):
+class UsageDaily(_Summed, Base):
     """The ledger summed by day (UTC), user and model group, in the month charged: the console's Usage and Users
     pages and top users. Kept as ``UsageHourly`` is. A request charged to a month and written after its last
     midnight counts on the month's last day, as its budget does."""
@@ -221,10 +227,6 @@ class UsageDaily(Base):
     user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     model_group: Mapped[str] = mapped_column(String(255), primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    spend_usd: Mapped[Decimal] = mapped_column(UsdAmount())
 
 
 class StoredResponseRecord(Base):

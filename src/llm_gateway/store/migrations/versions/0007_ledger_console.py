@@ -8,7 +8,8 @@ Create Date: 2026-12-19
 read 1). ``usage_hourly`` and ``usage_daily`` sum the ledger by hour, model group and deployment, and by day, user
 and model group (``store/rollups.py``); they are filled here from the rows already written, and the ledger's
 writer keeps them from then on. The indexes serve the Requests page's newest-first paging, alone and under a user
-or key filter, the latency sample of each deployment, and the filters' lists of values (``console/queries.py``).
+or key filter, each deployment's recent latencies (from the index alone), and the filters' lists of providers,
+endpoints and model groups (``console/queries.py``).
 
 Filling the rollups and building the indexes reads the whole ledger, while writes to it wait: about 25 s for a
 million rows on SQLite and 10 s on PostgreSQL on a 2-core machine (``bench/console_queries.py --index-build``).
@@ -30,8 +31,7 @@ INDEXES = {
     "ix_usage_ledger_created_at": ["created_at", "id"],
     "ix_usage_ledger_user_created": ["user_id", "created_at", "id"],
     "ix_usage_ledger_key_created": ["key_id", "created_at", "id"],
-    "ix_usage_ledger_group_created": ["model_group", "created_at", "id"],
-    "ix_usage_ledger_provider_created": ["provider", "upstream_model", "created_at", "id"],
+    "ix_usage_ledger_deployment": ["provider", "upstream_model", "created_at", "status", "latency_ms"],
     "ix_usage_ledger_endpoint": ["endpoint"],
 }
 
@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("last_error_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("hour", "model_group", "provider", "upstream_model", name="pk_usage_hourly"),
     )
+    op.create_index("ix_usage_hourly_model_group", "usage_hourly", ["model_group"])
     op.create_table(
         "usage_daily",
         sa.Column("day", sa.Date(), nullable=False),
@@ -85,6 +86,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("usage_daily")
+    op.drop_index("ix_usage_hourly_model_group", table_name="usage_hourly")
     op.drop_table("usage_hourly")
     for name in reversed(INDEXES):
         op.drop_index(name, table_name="usage_ledger")
