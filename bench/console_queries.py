@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import functools
 import math
+import os
 import random
 import sqlite3
 import statistics
@@ -207,15 +208,20 @@ def _plain(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def timed(runs: int, work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
-    """Median milliseconds of ``runs`` runs after one warm-up, and the last result."""
+async def timed(runs: int, work: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
+    """Median wall and CPU milliseconds of ``runs`` runs after one warm-up, and the last result.
+
+    CPU is this process's, every thread's: all of SQLite's work (aiosqlite runs it on a thread here), none of
+    PostgreSQL's server. On a machine shared with other work the wall time grows with the load; the CPU time
+    does not."""
     result = await work()
-    durations = []
+    walls, cpus = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = await work()
-        durations.append((time.perf_counter() - started) * 1000)
-    return statistics.median(durations), result
+        walls.append((time.perf_counter() - started) * 1000)
+        cpus.append((time.process_time() - cpu) * 1000)
+    return statistics.median(walls), statistics.median(cpus), result
 
 
 async def measure(database: Database, now: datetime, runs: int) -> list[tuple[str, float, str]]:
@@ -225,9 +231,9 @@ async def measure(database: Database, now: datetime, runs: int) -> list[tuple[st
     results: list[tuple[str, float, str]] = []
 
     async def add(name: str, work: Callable[[], Awaitable[Any]], describe: Callable[[Any], str]) -> Any:
-        ms, result = await timed(runs, work)
-        results.append((name, ms, describe(result)))
-        print(f"{name:48} {ms:9.1f} ms   {describe(result)}", flush=True)
+        wall, cpu, result = await timed(runs, work)
+        results.append((name, wall, describe(result)))
+        print(f"{name:40} {wall:8.1f} ms wall {cpu:8.1f} ms CPU   {describe(result)}", flush=True)
         return result
 
     await add("series 24 h by hour", lambda: queries.series(day, "hour"), lambda r: f"{len(r)} buckets")
@@ -423,7 +429,9 @@ async def main() -> None:
             print(await _sizes(database))
         if args.index_build:
             print(f"console indexes built again in {await rebuild_indexes(database):.1f} s")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         await measure(database, now, args.runs)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
         if args.writes:
             now_ms = await time_writes(database, world, now, rng, before=False)
             async with database.engine.begin() as connection:

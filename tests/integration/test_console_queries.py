@@ -300,8 +300,9 @@ async def test_deployments_count_the_partial_first_hour_exactly(database: Databa
 async def test_percentiles_interpolate_as_postgresql_does(database: Database) -> None:
     values = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9]
     ordered = sorted(values)
-    assert percentile([], 0.5) is None
-    assert percentile([42], 0.95) == 42
+    assert percentile([], 50) is None
+    assert percentile([42], 95) == 42
+    assert percentile([10, 20, 30, 40, 50], 95) == 48
     if database.backend != "postgresql":
         return
     async with database.engine.connect() as connection:
@@ -314,7 +315,7 @@ async def test_percentiles_interpolate_as_postgresql_does(database: Database) ->
                 {"values": values},
             )
         ).one()
-    assert (percentile(ordered, 0.5), percentile(ordered, 0.95)) == (round(found[0]), round(found[1]))
+    assert (percentile(ordered, 50), percentile(ordered, 95)) == (round(found[0]), round(found[1]))
 
 
 # -- usage and users ----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     text,
     true,
@@ -73,7 +74,6 @@ _CURSOR_ID = re.compile(r"[0-9A-Za-z_.:-]{1,32}")
 _CURSOR_SEPARATOR = "~"
 _LEADS = ("key_id", "user_id")  # filters whose (column, created_at, id) index a page walks, in this order
 _CHECKED = ("model_group", "provider", "status", "cached", "endpoint")  # checked on the rows read
-_TRUE = true()
 # Each list's table and column, which an index leads: the ledger's deployment and endpoint indexes, the hourly
 # rollup's model group index (every model group that was ever asked for has an hour there).
 _DISTINCT = {
@@ -324,31 +324,27 @@ class ConsoleQueries:
         )
         with _reading():
             async with self._database.sessions() as session:
-                stats = []
-                for provider, model, count, failures, last_failure in (await session.execute(query)).all():
-                    sample = (
-                        select(_U.latency_ms)
-                        .where(
-                            _U.provider == provider,
-                            _U.upstream_model == model if model else _U.upstream_model.is_(None),
-                            _U.created_at >= since,
-                            _U.status < 400,
-                        )
-                        .order_by(_U.created_at.desc())
-                        .limit(LATENCY_SAMPLE)
-                    )
-                    latencies = sorted((await session.execute(sample)).scalars().all())
-                    stats.append(
-                        DeploymentStats(
-                            provider,
-                            model,
-                            int(count),
-                            int(failures),
-                            percentile(latencies, 0.5),
-                            percentile(latencies, 0.95),
-                            None if last_failure is None else _utc(last_failure),
-                        )
-                    )
+                groups = (await session.execute(query)).all()
+                if not groups:
+                    return []
+                ranks = await session.execute(_latency_ranks([(g[0], g[1]) for g in groups], since))
+                samples: dict[int, tuple[int, dict[int, int]]] = {}
+                for number, latency, rank, size in ranks.all():
+                    samples.setdefault(number, (size, {}))[1][rank] = latency
+        stats = []
+        for number, (provider, model, count, failures, last_failure) in enumerate(groups):
+            size, ranked = samples.get(number, (0, {}))
+            stats.append(
+                DeploymentStats(
+                    provider,
+                    model,
+                    int(count),
+                    int(failures),
+                    _ranked_percentile(size, ranked, 50),
+                    _ranked_percentile(size, ranked, 95),
+                    None if last_failure is None else _utc(last_failure),
+                )
+            )
         return stats
 
     # -- the Usage and Users pages ------------------------------------------------------------
@@ -437,7 +433,7 @@ class ConsoleQueries:
                     )
                     found = (await session.execute(boundary)).all()
                     stop, more = (found[0][0], found[0][1]) if found else None, len(found) == 2
-                within = true() if stop is None else ~_older_than(stop)
+                within = true() if stop is None else _key_column() >= _key(stop[0], stop[1])
                 query = select(_LEDGER).where(lead, older, within, *rest).order_by(*newest_first).limit(limit + 1)
                 rows = (await session.execute(query)).mappings().all()
         return _page([_entry_of(row) for row in rows], limit, stop if more else None)
@@ -446,14 +442,14 @@ class ConsoleQueries:
         """The filter whose ``(column, created_at, id)`` index a page walks (the key, else the user), and the
         filters checked on the rows it reads. On SQLite those are written ``+column`` so that its planner, which
         has no statistics, walks the right index rather than sort a provider's or a status's every row."""
-        lead: ColumnElement[bool] = true()
+        lead: ColumnElement[bool] | None = None
         rest: list[ColumnElement[bool]] = []
         for name in _LEADS:
             value = getattr(filters, name)
             if value is None:
                 continue
-            if lead is _TRUE:
-                lead = _U.__table__.c[name] == value
+            if lead is None:
+                lead = _LEDGER.c[name] == value
             else:
                 rest.append(self._checked(name) == value)
         for name in _CHECKED:
@@ -461,7 +457,7 @@ class ConsoleQueries:
             if value is not None:
                 column = self._checked(name)
                 rest.append(column.is_(value) if isinstance(value, bool) else column == value)
-        return lead, rest
+        return (true() if lead is None else lead), rest
 
     def _checked(self, name: str) -> ColumnElement[Any]:
         column = _LEDGER.c[name]
@@ -540,14 +536,58 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def percentile(ordered: Sequence[int], fraction: float) -> int | None:
-    """The ``fraction`` percentile of sorted values, linearly interpolated (``percentile_cont``), rounded."""
+def percentile(ordered: Sequence[int], percent: int) -> int | None:
+    """The ``percent`` percentile of sorted values, linearly interpolated (``percentile_cont``), rounded."""
     if not ordered:
         return None
-    position = fraction * (len(ordered) - 1)
-    below = int(position)
-    above = min(below + 1, len(ordered) - 1)
-    return round(ordered[below] + (ordered[above] - ordered[below]) * (position - below))
+    ranked = {rank: value for rank, value in enumerate(ordered, start=1)}
+    return _ranked_percentile(len(ordered), ranked, percent)
+
+
+def _ranked_percentile(size: int, ranked: dict[int, int], percent: int) -> int | None:
+    """As ``percentile``, from the values at the (1-based) ranks it needs among ``size`` sorted values: those
+    ``_latency_ranks`` returns. Integer arithmetic, as in the SQL, so both pick the same ranks."""
+    if size == 0:
+        return None
+    below, rest = divmod(percent * (size - 1), 100)
+    low = ranked[below + 1]
+    high = ranked.get(below + 2, low)
+    return round(low + (high - low) * rest / 100)
+
+
+def _latency_ranks(deployments: Sequence[tuple[str, str]], since: datetime) -> Select[Any]:
+    """Each deployment's most recent ``LATENCY_SAMPLE`` answers since ``since``, ranked by latency in SQL, and of
+    those only the ranks the median and the 95th percentile read: (deployment number, latency, rank, sample size).
+
+    Each sample is a range of ``ix_usage_ledger_deployment`` read from the index alone (it holds the status and
+    the latency), newest first; one statement for all of them, and at most four rows each back to Python."""
+    samples = []
+    for number, (provider, model) in enumerate(deployments):
+        sample = (
+            select(literal(number).label("number"), _U.latency_ms.label("latency"))
+            .where(
+                _U.provider == provider,
+                _U.upstream_model == model if model else _U.upstream_model.is_(None),
+                _U.created_at >= since,
+                _U.status < 400,
+            )
+            .order_by(_U.created_at.desc())
+            .limit(LATENCY_SAMPLE)
+            .subquery()
+        )
+        samples.append(select(sample.c.number, sample.c.latency))  # SQLite: no LIMIT directly in a UNION
+    every = union_all(*samples).subquery()
+    ranked = select(
+        every.c.number,
+        every.c.latency,
+        func.row_number().over(partition_by=every.c.number, order_by=every.c.latency).label("rank"),
+        func.count().over(partition_by=every.c.number).label("size"),
+    ).subquery()
+    needed = []
+    for percent in (50, 95):
+        below = (percent * (ranked.c.size - 1)) // 100 + 1  # floor division, as in _ranked_percentile
+        needed += [ranked.c.rank == below, ranked.c.rank == below + 1]
+    return select(ranked.c.number, ranked.c.latency, ranked.c.rank, ranked.c.size).where(or_(*needed))
 
 
 def _floor(moment: datetime, bucket: str) -> datetime:
@@ -605,9 +645,17 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _key_column() -> Any:
+    return tuple_(_U.created_at, _U.id)
+
+
+def _key(at: datetime, row_id: str) -> Any:
+    return tuple_(literal(at, UTCDateTime()), literal(row_id, String()))
+
+
 def _older_than(key: tuple[datetime, str]) -> ColumnElement[bool]:
-    at, row_id = key
-    return tuple_(_U.created_at, _U.id) < tuple_(literal(at, UTCDateTime()), literal(row_id, String()))
+    """Rows below a page's last (created_at, id): a range of the walked index, on both backends."""
+    return _key_column() < _key(*key)  # type: ignore[no-any-return]
 
 
 def _page(entries: list[LedgerEntry], limit: int, stopped_at: tuple[datetime, str] | None) -> RequestPage:
