@@ -336,6 +336,7 @@ async def time_writes(database: Database, world: World, now: datetime, rng: rand
                     ledger.record(row)
                 assert await ledger.flush_once()
             durations.append((time.perf_counter() - started) * 1000)
+            cpus.append((time.process_time() - cpu) * 1000)
     async with database.engine.begin() as connection:
         for start in range(0, len(written), 1000):
             await connection.execute(
@@ -406,7 +407,9 @@ async def main() -> None:
     database = Database(url)
     try:
         await database.migrate()
-        if reuse and await count_rows(database) == args.rows:
+        if reuse and await count_rows(database) != args.rows:
+            raise SystemExit(f"the kept ledger does not hold {args.rows:,} rows: run without --keep to build it anew")
+        if reuse:
             print(f"reusing the ledger of {args.rows:,} rows")
             async with database.engine.connect() as connection:
                 newest = (await connection.execute(text("SELECT max(created_at) FROM usage_ledger"))).scalar()
