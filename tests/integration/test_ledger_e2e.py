@@ -279,3 +279,27 @@ def test_usage_of_a_user_without_overrides_shows_the_default_budget(
     report = my_usage(gateway, key)
     assert (report["budget_tokens"], report["used_tokens"], report["remaining_tokens"]) == (4321, 18, 4303)
     assert admin_usage(gateway.base_url, "bob") == report
+
+
+def test_each_row_records_its_upstream_attempts(
+    gateway: GatewayServer, fake_env: dict[str, str], fakes: dict[str, FakeProvider], alice: str
+) -> None:
+    """1 for a first answer, 2 after a fallback, 0 for a cache hit (no upstream), 1 for an upstream refusal."""
+    url = f"{gateway.base_url}/v1/chat/completions"
+    headers = {"x-api-key": alice}
+    assert httpx.post(url, headers=headers, json=chat_body("first")).status_code == 200
+    fakes["openai"].push(Fail(500))
+    fallback = httpx.post(url, headers=headers, json=chat_body("fallback"))
+    assert fallback.headers["x-gateway-attempts"] == "2"
+    assert httpx.post(url, headers=headers, json=chat_body("first")).headers["x-gateway-cache"] == "hit"
+    fakes["openai"].push(Fail(400, "bad request"))
+    assert httpx.post(url, headers=headers, json=chat_body("refused")).status_code == 400
+
+    rows = rows_for(fake_env, 4, user_id="alice")
+    by_request = sorted((row["created_at"], row["cached"], row["status"], row["attempts"]) for row in rows)
+    assert [(cached, status, attempts) for _, cached, status, attempts in by_request] == [
+        (0, 200, 1),
+        (0, 200, 2),
+        (1, 200, 0),
+        (0, 400, 1),
+    ]

@@ -313,6 +313,7 @@ class Pipeline:
                 prompt_tokens=usage.prompt_tokens if usage and not cached else 0,
                 completion_tokens=usage.completion_tokens if usage and not cached else 0,
                 latency_ms=int((time.perf_counter() - record.start) * 1000),
+                attempts=len(call.attempts),  # 0: a cache hit, or a request that ended before any upstream
             )
         )
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = "llm_gateway.store:migrations"
 # The newest migration in migrations/versions/. A new migration must update it (a test compares it
 # with Alembic's head): a database at this revision skips Alembic altogether at start-up.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 VERSION_TABLE = "alembic_version"  # Alembic's default, where it keeps the revision a database is at
 # Any fixed number: every gateway process and the CLI take this lock while migrating PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777

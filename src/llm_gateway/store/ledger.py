@@ -5,7 +5,7 @@ It is the source of truth for usage: Redis counters lost in a restart are rebuil
 rows queued (with backoff) while the database is down, and flushes everything at shutdown.
 Each row carries its own id and inserts ignore duplicates, so a retried batch never counts twice.
 Each row also carries its cost in US dollars and the user's team, so that a user's, a key's and a team's
-month are each one indexed sum.
+month are each one indexed sum. Each batch is also added to the rollups the console reads (``rollups.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from llm_gateway.errors import ServiceUnavailable
 from llm_gateway.ids import new_id
 from llm_gateway.pricing import ZERO, to_nano
+from llm_gateway.store import rollups
 from llm_gateway.store.db import Database, insert_ignoring_conflicts
 from llm_gateway.store.tables import UsageRecord, utcnow
 
@@ -56,6 +57,7 @@ class UsageRow:
     endpoint: str = "chat"  # the inbound API: chat, messages, embeddings, responses
     cost_usd: Decimal = ZERO  # exact, to the micro-dollar (``pricing.Price.cost``)
     team_id: str | None = None  # the user's team at admission
+    attempts: int = 1  # upstream attempts: more than 1 after a fallback, 0 for a cache hit
     id: str = field(default_factory=new_id)
 
     @property
@@ -95,7 +97,7 @@ class UsageLedger:
     ) -> None:
         self._database = database
         # Built once: each flush reuses it (and SQLAlchemy's compiled form of it).
-        self._insert_statement = insert_ignoring_conflicts(database.backend, _USAGE_TABLE)
+        self._insert_statement = insert_ignoring_conflicts(database.backend, _USAGE_TABLE).returning(_USAGE_TABLE.c.id)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_queued = max_queued
@@ -161,10 +163,12 @@ class UsageLedger:
         return True
 
     async def _insert(self, rows: list[UsageRow]) -> None:
-        # A Core insert on a connection (one executemany), not the ORM's bulk insert: same rows, a
-        # fraction of the CPU on the event loop.
+        # A Core insert on a connection (multi-row VALUES), not the ORM's bulk insert: same rows, a fraction of the
+        # CPU on the event loop. It returns the ids it wrote (not a retried batch's duplicates), and the rollups
+        # add those rows in the same transaction.
         async with self._database.engine.begin() as connection:
-            await connection.execute(self._insert_statement, [_values(row) for row in rows])
+            written = set((await connection.execute(self._insert_statement, [_values(row) for row in rows])).scalars())
+            await rollups.add(connection, self._database.backend, [row for row in rows if row.id in written])
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Stop the writer and flush what is queued, retrying for at most ``timeout`` seconds."""

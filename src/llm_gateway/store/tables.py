@@ -5,7 +5,7 @@ A test (``test_identity_store``) fails when these models and the migrations disa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -148,6 +149,13 @@ class UsageRecord(Base):
         Index("ix_usage_ledger_user_id", "user_id", "month"),
         Index("ix_usage_ledger_key_id", "key_id", "month"),
         Index("ix_usage_ledger_team_id", "team_id", "month"),
+        # The console's (revision 0007, ``console/queries.py``): newest-first paging, alone and by user or key; each
+        # deployment's recent latencies, read from the index alone; the lists of providers and endpoints.
+        Index("ix_usage_ledger_created_at", "created_at", "id"),
+        Index("ix_usage_ledger_user_created", "user_id", "created_at", "id"),
+        Index("ix_usage_ledger_key_created", "key_id", "created_at", "id"),
+        Index("ix_usage_ledger_deployment", "provider", "upstream_model", "created_at", "status", "latency_ms"),
+        Index("ix_usage_ledger_endpoint", "endpoint"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -173,6 +181,52 @@ class UsageRecord(Base):
     # The user's team when the request was admitted: a team's month is summed from its rows, so a user who
     # changes team takes none of the old team's spend along.
     team_id: Mapped[str | None] = mapped_column(String(255))
+    # Upstream attempts the request made: 1 answered at once, more after a fallback, 0 for a cache hit or a
+    # request that ended before reaching any upstream. Rows written before revision 0007 read 1.
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+
+
+class _Summed:
+    """What both rollups sum: requests, and the tokens and US dollars charged."""
+
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    spend_usd: Mapped[Decimal] = mapped_column(UsdAmount())
+
+
+class UsageHourly(_Summed, Base):
+    """The ledger summed by hour (UTC), model group and deployment: the console's charts, top models and deployments.
+
+    Kept by the ledger's writer in the transaction that inserts the rows it sums (``store/rollups.py``), so it
+    always agrees with the ledger. Tokens and spend are what was charged (nothing for a cache hit). ``provider``
+    and ``upstream_model`` are ``''`` where no deployment answered (a cache hit, every deployment failing).
+    """
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (Index("ix_usage_hourly_model_group", "model_group"),)  # the console's list of model groups
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upstream_model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cache_hits: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)  # status >= 400
+    fallbacks: Mapped[int] = mapped_column(BigInteger)  # answered after more than one attempt
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UsageDaily(_Summed, Base):
+    """The ledger summed by day (UTC), user and model group, in the month charged: the console's Usage and Users
+    pages and top users. Kept as ``UsageHourly`` is. A request charged to a month and written after its last
+    midnight counts on the month's last day, as its budget does."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
 
 
 class ConsoleSession(Base):
