@@ -40,7 +40,8 @@ from llm_gateway.console.queries import ConsoleQueries, RequestFilters, decode_c
 from llm_gateway.ids import new_id
 from llm_gateway.store import rollups
 from llm_gateway.store.db import Database, insert_ignoring_conflicts
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.store.tables import UsageRecord
 
 DAYS = 30

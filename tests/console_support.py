@@ -15,7 +15,8 @@ from decimal import Decimal
 import httpx
 
 from llm_gateway.store.db import Database
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

@@ -26,7 +26,8 @@ from llm_gateway.app import create_app
 from llm_gateway.console.security import CONTENT_SECURITY_POLICY
 from llm_gateway.settings import load_settings
 from llm_gateway.store.db import Database
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.store.tables import ConsoleSession
 from tests.console_support import csrf_of, page_csrf, sign_in
 from tests.identity_support import ADMIN_API_KEY, sqlite_url

@@ -21,7 +21,8 @@ from llm_gateway.api.usage import parse_month
 from llm_gateway.app import create_app
 from llm_gateway.limits import Balance
 from llm_gateway.settings import load_settings
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from tests.identity_support import ADMIN_API_KEY, ADMIN_HEADERS, sqlite_url
 
 MONTH = parse_month(None)

@@ -19,7 +19,8 @@ import pytest
 from llm_gateway.api.usage import parse_month
 from llm_gateway.reports import NoReservations
 from llm_gateway.store.db import open_database
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from tests.fakes import FakeProvider
 from tests.harness import GatewayServer
 from tests.identity_support import (

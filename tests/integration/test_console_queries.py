@@ -30,7 +30,8 @@ from llm_gateway.console.queries import (
 )
 from llm_gateway.store import rollups
 from llm_gateway.store.db import Database, open_database
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.store.tables import Team, UsageDaily, UsageHourly, UsageRecord, User
 from tests.identity_support import (
     database_url,  # noqa: F401 - the module-scoped fixture, one run per backend

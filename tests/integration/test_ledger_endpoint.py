@@ -14,7 +14,8 @@ from alembic import command
 from sqlalchemy import Connection, Table, insert, inspect, select, text
 
 from llm_gateway.store.db import HEAD_REVISION, Database, alembic_config
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.store.tables import UsageRecord
 from tests.identity_support import (
     database_url,  # noqa: F401 - the module-scoped fixture, one run per backend

@@ -17,7 +17,8 @@ from sqlalchemy import Table, insert, select, text
 
 from llm_gateway.pricing import to_nano
 from llm_gateway.store.db import HEAD_REVISION, Database, open_database
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.store.tables import ApiKey, Team, UsageRecord, User
 from tests.identity_support import (
     database_url,  # noqa: F401 - the module-scoped fixture, one run per backend

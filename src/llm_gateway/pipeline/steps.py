@@ -40,7 +40,8 @@ from llm_gateway.providers.base import Provider
 from llm_gateway.providers.router import Routed, Router
 from llm_gateway.schemas.core import ChunkStream, Completion, Usage
 from llm_gateway.settings import Deployment
-from llm_gateway.store.ledger import UsageLedger, UsageRow
+from llm_gateway.store.ledger import UsageLedger
+from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.surfaces.base import Surface, SurfaceRequest
 from llm_gateway.telemetry import RequestRecord, Telemetry
 

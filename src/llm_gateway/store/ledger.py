@@ -16,7 +16,6 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime
 from decimal import Decimal
 from typing import Literal, cast
 
@@ -24,11 +23,11 @@ from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from llm_gateway.errors import ServiceUnavailable
-from llm_gateway.ids import new_id
 from llm_gateway.pricing import ZERO, to_nano
 from llm_gateway.store import rollups
 from llm_gateway.store.db import Database, insert_ignoring_conflicts
-from llm_gateway.store.tables import UsageRecord, utcnow
+from llm_gateway.store.ledger_row import UsageRow
+from llm_gateway.store.tables import UsageRecord
 
 log = logging.getLogger(__name__)
 _USAGE_TABLE = cast(Table, UsageRecord.__table__)
@@ -37,36 +36,6 @@ _USAGE_TABLE = cast(Table, UsageRecord.__table__)
 LedgerScope = Literal["user", "key", "team"]
 _SUBJECT_COLUMN = {"user": UsageRecord.user_id, "key": UsageRecord.key_id, "team": UsageRecord.team_id}
 _SUBJECT_FIELD = {"user": "user_id", "key": "key_id", "team": "team_id"}
-
-
-@dataclass(slots=True)
-class UsageRow:
-    request_id: str
-    user_id: str
-    month: str  # YYYY-MM the tokens were charged to (the admission's month)
-    model_group: str
-    key_id: str | None = None
-    provider: str | None = None
-    upstream_model: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: bool = False
-    status: int = 200
-    latency_ms: int = 0
-    created_at: datetime = field(default_factory=utcnow)
-    endpoint: str = "chat"  # the inbound API: chat, messages, embeddings, responses
-    cost_usd: Decimal = ZERO  # exact, to the micro-dollar (``pricing.Price.cost``)
-    team_id: str | None = None  # the user's team at admission
-    attempts: int = 1  # upstream attempts: more than 1 after a fallback, 0 for a cache hit
-    id: str = field(default_factory=new_id)
-
-    @property
-    def charged_tokens(self) -> int:
-        return 0 if self.cached else self.prompt_tokens + self.completion_tokens
-
-    @property
-    def charged_usd(self) -> Decimal:
-        return ZERO if self.cached else self.cost_usd
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from llm_gateway.pricing import MICRO, ZERO
 from llm_gateway.store.tables import UsageDaily, UsageHourly
 
 if TYPE_CHECKING:
-    from llm_gateway.store.ledger import UsageRow
+    from llm_gateway.store.ledger_row import UsageRow
 
 HOURLY = cast(Table, UsageHourly.__table__)
 DAILY = cast(Table, UsageDaily.__table__)
