@@ -1,8 +1,9 @@
 """``create_app(config)``: wires settings, stores, identity, providers, router and routes into one ASGI app.
 
 The lifespan opens every long-lived resource (the database, migrated to head; Redis when
-configured; one pooled HTTP client per provider) and closes it at shutdown. Nothing here
-runs at import time.
+configured; one pooled HTTP client per provider) and closes it at shutdown. It never waits for
+PostgreSQL: the port is bound at once and the database reached in the background (``/ready``
+says when). Nothing here runs at import time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
@@ -33,7 +35,7 @@ from llm_gateway.asgi import route_path
 from llm_gateway.auth.service import check_identity_settings, open_auth
 from llm_gateway.cache import ErrorCallback, MemoryCache, RedisCache, ResponseCache
 from llm_gateway.console import CONSOLE_PREFIX, attach_console, mount_console
-from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest
+from llm_gateway.errors import FrameworkError, GatewayError, InternalError, InvalidRequest, ServiceUnavailable
 from llm_gateway.http import UpstreamBounds
 from llm_gateway.limits import Admission, MemoryLimits, RedisLimits
 from llm_gateway.pipeline import Pipeline
@@ -41,12 +43,13 @@ from llm_gateway.pricing_book import PriceBook
 from llm_gateway.providers.base import Provider
 from llm_gateway.providers.registry import build_providers
 from llm_gateway.providers.router import Cooldowns, Router
+from llm_gateway.readiness import Readiness, store_checks
 from llm_gateway.schemas.anthropic_docs import CountTokensRequest
 from llm_gateway.schemas.anthropic_docs import MessagesRequest as MessagesRequestDoc
 from llm_gateway.schemas.embeddings import CreateEmbeddingRequest
 from llm_gateway.schemas.openai import ChatCompletionRequest, Model, ModelList
 from llm_gateway.schemas.responses import CreateResponseRequest
-from llm_gateway.settings import GatewayConfig, Settings, load_settings
+from llm_gateway.settings import GatewayConfig, Settings, api_key_setting, load_settings
 from llm_gateway.store.conversations import ConversationStore
 from llm_gateway.store.db import open_database
 from llm_gateway.store.ledger import UsageLedger
@@ -70,7 +73,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             database = await stack.enter_async_context(
-                open_database(settings.database_url.get_secret_value(), wait=True)  # waits out a database still down
+                open_database(settings.database_url.get_secret_value(), background=True)  # 503 until reached
             )
             redis = None
             if settings.redis_url is not None:
@@ -79,6 +82,8 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
                 )
             app.state.database, app.state.redis = database, redis
             attach_console(app, database)
+            readiness = app.state.readiness = Readiness(store_checks(database, redis))
+            stack.push_async_callback(readiness.aclose)
             app.state.auth = await stack.enter_async_context(open_auth(settings, database, redis))
 
             # Telemetry closes after the ledger: a slow collector must not hold up the flush of usage rows.
@@ -107,10 +112,12 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
                 ),
             )
             stack.push_async_callback(_close_providers, providers)
+            if not providers:
+                _hint_without_providers(config)
             router = Router(
                 config.models,
                 providers,
-                Cooldowns(settings.cooldown_failures, settings.cooldown_seconds),
+                await stack.enter_async_context(_cooldowns(settings, redis)),
                 attempt_timeout=settings.upstream_timeout_seconds,
                 request_timeout=settings.request_timeout_seconds,
             )
@@ -273,6 +280,33 @@ async def _cache(settings: Settings, *, on_error: ErrorCallback | None = None) -
         await redis.client.aclose()
 
 
+@asynccontextmanager
+async def _cooldowns(settings: Settings, redis: PrefixedRedis | None) -> AsyncIterator[Cooldowns]:
+    """Deployments that keep failing, skipped for a while: across the fleet through Redis when there is one."""
+    if redis is None:
+        yield Cooldowns(settings.cooldown_failures, settings.cooldown_seconds)
+        return
+    from llm_gateway.providers.shared_cooldowns import SharedCooldowns  # redis-py only with a Redis
+
+    cooldowns = SharedCooldowns(settings.cooldown_failures, settings.cooldown_seconds, redis)
+    cooldowns.start()
+    try:
+        yield cooldowns
+    finally:
+        await cooldowns.aclose()
+
+
+def _hint_without_providers(config: GatewayConfig) -> None:
+    """A newcomer's first start-up, most likely: say once what to set (each model answers the same, 503)."""
+    settings = [api_key_setting(name) for name in config.providers]
+    where = " or GATEWAY_CONFIG (a YAML file of providers and model groups)" if config.source == "built-in" else ""
+    log.warning(
+        "no LLM provider has an API key: set %s%s; until then every model answers 503 no_provider_configured",
+        ", ".join(settings) or "a provider in GATEWAY_CONFIG",
+        where,
+    )
+
+
 def build_telemetry(
     config: GatewayConfig, *, span_processor: SpanProcessor | None = None, metric_reader: MetricReader | None = None
 ) -> Telemetry:
@@ -331,6 +365,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = FrameworkError(str(exc.detail), status=exc.status_code)
         return error_response(error, request.scope, dict(exc.headers or {}))
 
+    async def store_failed(request: Request, exc: Exception) -> Response:
+        # The stores on the LLM routes map their own failures; this catches the admin API's, and any other
+        # route's, so that a database outage is a 503 there too, never a 500 (nor a message naming the server).
+        log.warning("%s %s: a store failed: %s", request.method, route_path(request.scope), type(exc).__name__)
+        return error_response(
+            ServiceUnavailable("A store the gateway needs is unavailable; try again shortly."), request.scope
+        )
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ClientDisconnect):  # the caller went away: a normal end, not a failure
             log.debug("client disconnected before the answer was sent")
@@ -341,6 +383,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(SQLAlchemyError, store_failed)
+    app.add_exception_handler(OSError, store_failed)  # a connection refused, a name that does not resolve, ...
     app.add_exception_handler(Exception, unexpected)
 
 

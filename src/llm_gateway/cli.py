@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 from llm_gateway.settings import ConfigError, GatewayConfig, Settings, load_settings
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llm-gateway: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "serve":
-        return serve_forever(config, host=args.host, port=args.port, workers=args.workers)
+        return serve_forever(config, host=args.host, port=args.port, workers=args.workers, reload=args.reload)
     if args.command == "usage" or (args.command, args.do) == ("teams", "show"):
         action: Action = partial(_usage if args.command == "usage" else _show_team, settings=config.settings)
     else:
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 5000)")
     serve.add_argument("--workers", type=int, help="worker processes (default: WORKERS or 1; >1 needs REDIS_URL)")
+    serve.add_argument(
+        "--reload", action="store_true", help="development: restart when the source or GATEWAY_CONFIG changes"
+    )
 
     keys = commands.add_parser("keys", help="create, list and revoke API keys").add_subparsers(dest="do", required=True)
     create = keys.add_parser("create", help="create a key and print it (the only time it is shown)")
@@ -331,11 +335,13 @@ async def _upgrade(_: argparse.Namespace, accounts: Any) -> Any:
     return {"database": accounts.database.backend, "revision": await accounts.database.revision()}
 
 
-def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, workers: int | None) -> int:
+def serve_forever(
+    config: GatewayConfig, *, host: str | None, port: int | None, workers: int | None, reload: bool = False
+) -> int:
     import uvicorn
 
     settings = config.settings
-    workers = workers or settings.workers
+    workers = 1 if reload else workers or settings.workers
     if workers > 1 and settings.redis_url is None:
         print(
             "llm-gateway: --workers > 1 needs REDIS_URL: in-process counters would multiply every limit",
@@ -353,7 +359,7 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
             from llm_gateway.telemetry import setup_logging  # imports prometheus_client: after the metrics directory
 
             setup_logging(settings.log_level, settings.log_format)
-            if workers == 1:  # uvicorn imports the app in this very process: do it while the collector is off
+            if workers == 1 and not reload:  # uvicorn imports the app in this process: while the collector is off
                 importlib.import_module("llm_gateway.app")
         uvicorn.run(
             "llm_gateway.app:create_app_from_env",
@@ -369,11 +375,25 @@ def serve_forever(config: GatewayConfig, *, host: str | None, port: int | None, 
             log_config=None,  # keep setup_logging's handler (each worker sets it up again: create_app_from_env)
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=30,
+            **(_reload_options(config) if reload else {}),
         )
     finally:
         if private_metrics_dir is not None:
             shutil.rmtree(private_metrics_dir, ignore_errors=True)
     return 0
+
+
+def _reload_options(config: GatewayConfig) -> dict[str, Any]:
+    """uvicorn's reloader (watchfiles): a new server process whenever a ``.py`` file of the package, or the model
+    file in use, changes; that process reads the environment and the file afresh. (Any ``.py`` file beside the
+    model file restarts it too: uvicorn's patterns apply to every directory it watches.)"""
+    directories = [str(Path(__file__).resolve().parent)]
+    includes = ["*.py"]
+    if config.source != "built-in":
+        model_file = Path(config.source).resolve()
+        directories.append(str(model_file.parent))
+        includes.append(model_file.name)
+    return {"reload": True, "reload_dirs": directories, "reload_includes": includes}
 
 
 def _http_protocol(settings: Settings) -> type[asyncio.Protocol]:
@@ -427,16 +447,20 @@ def _prepare_prometheus_dir(configured: str | None, workers: int) -> str | None:
 
 
 def _prepare(settings: Settings) -> None:
-    """Check secrets and keys, and migrate once here, so N workers do not race to create the same tables."""
+    """Check secrets, keys and the database URL; migrate SQLite once here, so that N workers do not queue for its
+    write lock. PostgreSQL is left to each worker, in the background under an advisory lock: start-up never
+    waits for a database that is down (``open_database(background=True)``)."""
     from llm_gateway.auth.service import check_identity_settings
-    from llm_gateway.store.db import Database
+    from llm_gateway.store.db import Database, async_url
 
     check_identity_settings(settings)
+    url = settings.database_url.get_secret_value()
+    if not async_url(url).startswith("sqlite"):
+        return
 
     async def migrate() -> None:
-        database = Database(settings.database_url.get_secret_value())
+        database = Database(url)
         try:
-            await database.wait_until_reachable()  # a database still starting (or down): wait, log, retry
             await database.migrate()
         finally:
             await database.aclose()

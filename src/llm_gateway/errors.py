@@ -16,6 +16,7 @@ One tree, one handler (``app.py``). Each class knows its HTTP status, OpenAI's
     ├── RateLimited                   429 rate_limit_exceeded   (Retry-After)
     │   └── QuotaExceeded             429 insufficient_quota    (Retry-After)
     ├── ServiceUnavailable            503 (a dependency of the gateway itself is down)
+    ├── NoProviderConfigured          503 no_provider_configured (no provider of the group has a key)
     ├── FrameworkError                the web framework's own 404/405/... in the same envelope
     └── UpstreamError                 an LLM provider failed; `retryable` drives fallback
         ├── ProviderRejected          the provider answered with an error status
@@ -166,6 +167,25 @@ class InternalError(GatewayError):
 class ServiceUnavailable(GatewayError):
     status = 503
     code = "service_unavailable"
+
+
+class NoProviderConfigured(GatewayError):
+    """503: the model group exists, but none of its providers has an API key; the message names what to set.
+
+    Not ``ModelNotFound``: a newcomer who has not set a key yet must be told so, not that the model does not exist.
+    """
+
+    status = 503
+    code = "no_provider_configured"
+
+    def __init__(self, model: str, settings_to_set: Sequence[str]) -> None:
+        super().__init__(
+            f"No provider of the model '{model}' has an API key: set {_either(settings_to_set)}.", param="model"
+        )
+
+
+def _either(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 class FrameworkError(GatewayError):

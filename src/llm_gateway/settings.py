@@ -47,6 +47,13 @@ DEFAULT_MODEL_GROUPS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+def api_key_setting(provider: str) -> str:
+    """Where a provider's API key is set: ``OPENAI_API_KEY`` for a built-in name, else its entry in the YAML file."""
+    if provider in PUBLIC_BASE_URLS:
+        return f"{provider.upper()}_API_KEY"
+    return f"providers.{provider}.api_key in GATEWAY_CONFIG"
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the offending field."""
 

@@ -1,4 +1,4 @@
-"""PostgreSQL down at start-up and mid-run: the gateway waits, degrades to 503, and recovers by itself.
+"""PostgreSQL down at start-up and mid-run: the gateway listens all the same, degrades to 503, recovers by itself.
 
 A throw-away cluster (``tests/services.py``) that the tests stop and start again on the same port
 and data directory, as an outage or a restart of the database server would.
@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +20,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.harness import GatewayServer
-from tests.identity_support import ADMIN_API_KEY, create_key
+from tests.identity_support import ADMIN_API_KEY, ADMIN_HEADERS, create_key
+from tests.serve_support import start_serve, user_env, wait_for
 from tests.services import PostgresServer, _postgres_bin, _unprivileged, _wait_for_port, free_port
 
 pytestmark = pytest.mark.integration
@@ -122,78 +119,78 @@ def ledger_request_ids(url: str) -> list[str]:
     return asyncio.run(_ledger_request_ids(url))
 
 
-def unreachable_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if "database unreachable" in line]
+def unavailable_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "database unavailable" in line]
 
 
-def test_serve_waits_for_a_database_that_is_not_up_yet(
+# A key of the right shape, unknown to the database: resolving it needs the database.
+SOME_KEY = "sk-gw-AAAAAAAAAAAA-" + "B" * 32
+
+
+def get_json(url: str, **options: Any) -> tuple[int, Any]:
+    response = httpx.get(url, timeout=5, **options)
+    return response.status_code, response.json()
+
+
+def test_serve_binds_at_once_with_the_database_down_and_serves_when_it_comes_back(
     pg: RestartablePostgres, fake_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Protection: ``Database.wait_until_reachable`` in ``serve`` (cli._prepare) -- without it the process
-    exits at once with a traceback (a crash loop under a supervisor), and the log line must name no secret."""
+    """DESIGN.md, Operations: a gateway started while its database is down listens at once (``/health`` 200,
+    ``/ready`` 503), answers what needs the database 503 ``service_unavailable`` in the caller's envelope
+    (never a hang, never a 500), connects and migrates in the background (one log line per attempt, no secret)
+    and serves normally once the database is up, without a restart.
+
+    Protections: ``open_database(background=True)`` in the lifespan and no wait in ``cli._prepare`` (without
+    them nothing answers on the port); ``Database.require_ready`` in each store (without it a key lookup or
+    an admin call queries tables that do not exist yet); ``Readiness`` behind ``/ready``.
+    """
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL", "_URL"))}
-    env |= {**fake_env, "DATABASE_URL": pg.url_with_password(), "PORT": str(port), "HOST": "127.0.0.1"}
+    env = user_env(fake_env, {"DATABASE_URL": pg.url_with_password(), "PORT": str(port), "HOST": "127.0.0.1"})
     env |= {"LOG_LEVEL": "INFO", "ADMIN_API_KEY": ADMIN_API_KEY}
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llm_gateway", "serve"],
-            env=env,
-            cwd=tmp_path,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(env, tmp_path, log_path)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while len(lines := unreachable_lines(log_path.read_text())) < 3:  # one line per attempt: not silent
-            assert process.poll() is None, log_path.read_text()  # waiting, not crashed
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
-        assert f"127.0.0.1:{pg.port}/postgres" in lines[0] and "retrying in" in lines[0]
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{base_url}/health", timeout=1)  # not serving without its database
+        # The database stays down all along: the port answers all the same.
+        wait_for(f"{base_url}/health", process, log_path, READY_TIMEOUT_SECONDS)
+        status, body = get_json(f"{base_url}/ready")
+        assert (status, body["status"], list(body["checks"])) == (503, "unavailable", ["database"]), body
+        assert str(pg.port) not in body["checks"]["database"] and "postgres" not in body["checks"]["database"]
+
+        started = time.monotonic()
+        for response in (
+            chat(base_url, SOME_KEY, "a key needs the key store"),
+            chat(base_url, None, "an anonymous budget needs the ledger"),
+            httpx.post(f"{base_url}/admin/keys", headers=ADMIN_HEADERS, json={"user_id": "u"}, timeout=5),
+        ):
+            assert_unavailable(response)
+        messages = httpx.post(
+            f"{base_url}/v1/messages",
+            headers={"x-api-key": SOME_KEY, "anthropic-version": "2023-06-01"},
+            json={"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+            timeout=5,
+        )
+        assert messages.status_code == 503, messages.text
+        assert messages.json()["type"] == "error" and messages.json()["error"]["type"] == "api_error"
+        assert time.monotonic() - started < 3.0, "refusals while the database is down must be immediate"
+        assert unavailable_lines(log_path.read_text()), "each failed attempt is logged"
 
         pg.launch()
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the gateway did not start once the database was up"
+        while (ready := get_json(f"{base_url}/ready"))[0] != 200:
+            assert time.monotonic() < deadline, f"not ready once the database was up: {ready}"
             time.sleep(0.2)
+        assert ready == (200, {"status": "ready"})
         response = chat(base_url, create_key(base_url), "hello")
         assert response.status_code == 200, response.text
     finally:
         process.terminate()
         process.wait(timeout=30)
     text = log_path.read_text()
+    lines = unavailable_lines(text)
+    assert f"127.0.0.1:{pg.port}/postgres" in lines[0] and "retrying in" in lines[0], lines[0]
     assert SECRET_PASSWORD not in text
     assert "Traceback" not in text, text
-
-
-def test_the_app_lifespan_waits_for_the_database_too(
-    pg: RestartablePostgres, fake_env: dict[str, str], caplog: pytest.LogCaptureFixture
-) -> None:
-    """Protection: ``open_database(..., wait=True)`` in the lifespan (uvicorn --factory, each worker) --
-    without it start-up fails at once and the harness reports that the gateway did not start."""
-    caplog.set_level(logging.WARNING, logger="llm_gateway.store.db")
-    starter = threading.Timer(2.0, pg.launch)
-    starter.start()
-    try:
-        gateway = GatewayServer({**fake_env, "DATABASE_URL": pg.url_with_password()})
-        try:
-            gateway.start()  # allows 10 s: the database comes up after 2
-            assert chat(gateway.base_url, create_key(gateway.base_url), "hello").status_code == 200
-        finally:
-            gateway.stop()
-    finally:
-        starter.join(timeout=30)
-    lines = [r.getMessage() for r in caplog.records if "database unreachable" in r.getMessage()]
-    assert lines, "each failed attempt is logged"
-    assert not any(SECRET_PASSWORD in line for line in lines)
 
 
 def _chat_ok(base_url: str, key: str | None, text: str, answered: list[str]) -> httpx.Response:
@@ -237,7 +234,12 @@ def test_database_down_mid_run_degrades_to_503_and_recovers_without_a_restart(
         served_during += 1
         time.sleep(0.1)
     assert served_during >= 5
+    status, body = get_json(f"{gateway.base_url}/ready")  # out of rotation, though cached keys are still served
+    assert (status, body["status"], list(body["checks"])) == (503, "unavailable", ["database"]), body
     assert_unavailable(_chat_ok(gateway.base_url, uncached_key, "unknown key", answered))
+    assert_unavailable(  # the admin API too: 503, not 500 (app.py, ``store_failed``)
+        httpx.post(f"{gateway.base_url}/admin/keys", headers=ADMIN_HEADERS, json={"user_id": "u"}, timeout=5)
+    )
     assert_unavailable(_chat_ok(gateway.base_url, None, "anonymous: budget from the ledger", answered))
 
     pg.launch()
@@ -247,6 +249,10 @@ def test_database_down_mid_run_degrades_to_503_and_recovers_without_a_restart(
         assert time.monotonic() < deadline, "the gateway did not recover once the database was back"
         time.sleep(0.2)
     assert _chat_ok(gateway.base_url, None, "anonymous after", answered).status_code == 200
+    while (ready := get_json(f"{gateway.base_url}/ready"))[0] != 200:  # its last answer is kept for a second
+        assert time.monotonic() < deadline, f"not ready once the database was back: {ready}"
+        time.sleep(0.2)
+    assert ready == (200, {"status": "ready"})
     assert _chat_ok(gateway.base_url, cached_key, "cached after", answered).status_code == 200
 
     deadline = time.monotonic() + LEDGER_TIMEOUT_SECONDS

@@ -59,6 +59,7 @@ OPERATIONS = (
     "GET /admin/teams/{team_id}",
     "GET /",
     "GET /health",
+    "GET /ready",
 )
 # Bounded so the module runs in well under a minute; chat, the route that matters most, gets more.
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}
@@ -73,6 +74,7 @@ NOTHING_INVALID = {
     "GET /admin/users/{user_id}",
     "GET /",
     "GET /health",
+    "GET /ready",
 }
 # Where the schema cannot say all the gateway checks, a 400 for schema-valid data (and, for chat, a
 # pass-through of schema-invalid data) is the contract, not a bug; the envelope is still asserted.
@@ -233,7 +235,11 @@ def test_fuzzed_requests_get_documented_answers_and_openai_errors(
     fuzz(api_schema, label, mode, EXAMPLES[mode] * (CHAT_FACTOR if label in (CHAT, MESSAGES) else 1), call)
 
 
-@pytest.mark.parametrize("label", [label for label in OPERATIONS if label not in ("GET /", "GET /health")])
+# Open to anyone: what this is, and whether it is up and ready (orchestrators' probes carry no credentials).
+PUBLIC = ("GET /", "GET /health", "GET /ready")
+
+
+@pytest.mark.parametrize("label", [label for label in OPERATIONS if label not in PUBLIC])
 def test_fuzzed_requests_without_credentials_are_refused_in_the_envelope(
     api_schema: Any, session: requests.Session, label: str
 ) -> None:

@@ -13,6 +13,7 @@ from llm_gateway.errors import (
     AllProvidersFailed,
     AllProvidersRefused,
     ModelNotFound,
+    NoProviderConfigured,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnreachable,
@@ -201,18 +202,28 @@ async def test_success_resets_the_failure_count() -> None:
     assert not cooldowns.cooling("a/a-model")
 
 
-def test_groups_without_a_usable_provider_do_not_exist() -> None:
+def test_groups_without_a_usable_provider_are_unlisted_and_name_the_keys_to_set() -> None:
+    """DESIGN.md, Fallback: a group none of whose providers has a key is 503 no_provider_configured, naming
+    the variables to set (not 404 model_not_found: the newcomer's first request)."""
     a = ScriptedProvider("a")
+    chain = [Deployment(provider=p, model="m") for p in ("openai", "anthropic", "openai", "b")]
     router = Router(
-        {"only-b": [Deployment(provider="b", model="x")], "g": [Deployment(provider="a", model="y")]},
+        {"keyless": chain, "g": [Deployment(provider="a", model="y")]},
         {"a": a},
         Cooldowns(3, 30),
         attempt_timeout=1,
         request_timeout=1,
     )
     assert router.model_names == ["g"]
+    with pytest.raises(NoProviderConfigured) as raised:
+        router.deployments("keyless")
+    assert (raised.value.status, raised.value.code, raised.value.param) == (503, "no_provider_configured", "model")
+    assert raised.value.message == (
+        "No provider of the model 'keyless' has an API key: "
+        "set OPENAI_API_KEY, ANTHROPIC_API_KEY or providers.b.api_key in GATEWAY_CONFIG."
+    )
     with pytest.raises(ModelNotFound):
-        router.deployments("only-b")
+        router.deployments("no-such-group")
 
 
 @pytest.mark.parametrize(

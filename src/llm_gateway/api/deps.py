@@ -44,7 +44,9 @@ async def _caller(identity: Annotated[Identity, Depends(resolve_identity)]) -> I
 
 
 async def _accounts(request: Request) -> Accounts:
-    return _auth(request).accounts
+    accounts = _auth(request).accounts
+    accounts.database.require_ready("account store")  # 503 at once, not a query against tables not made yet
+    return accounts
 
 
 PipelineDep = Annotated[Pipeline, Depends(_pipeline)]

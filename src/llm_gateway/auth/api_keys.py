@@ -96,6 +96,7 @@ class KeyLookup:
         return await self._lookup.get(hash_key(key))
 
     async def _load(self, key_hash: str) -> KeyRecord | None:
+        self._database.require_ready("key store")
         try:
             async with self._database.sessions() as session:
                 found = await accounts.find_key(session, key_hash)
@@ -153,6 +154,8 @@ class LastUsed:
             await self.flush()
 
     async def flush(self) -> None:
+        if not self._database.ready:  # kept until the database has been reached
+            return
         due, self._due = self._due, {}
         if not due:
             return

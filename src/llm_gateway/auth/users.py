@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 async def load_user_identity(database: Database, user_id: str, defaults: Defaults) -> Identity:
     """The user's identity as a JWT caller gets it, read from the database (the CLI's reports use it too)."""
+    database.require_ready("user store")
     try:
         async with database.sessions() as session:
             user, team = await accounts.find_user(session, user_id)

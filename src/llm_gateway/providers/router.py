@@ -17,6 +17,7 @@ from llm_gateway.errors import (
     AllProvidersFailed,
     Attempt,
     ModelNotFound,
+    NoProviderConfigured,
     ProviderTimeout,
     UnsupportedFeature,
     UpstreamError,
@@ -25,7 +26,7 @@ from llm_gateway.errors import (
 )
 from llm_gateway.providers.base import Provider
 from llm_gateway.schemas.core import ChunkStream, Completion
-from llm_gateway.settings import Deployment
+from llm_gateway.settings import Deployment, api_key_setting
 
 T = TypeVar("T")
 # One try on one deployment: (its provider, the deployment, the request's deadline in loop time, the
@@ -133,6 +134,12 @@ class Router:
         self._groups = {
             name: usable for name, chain in groups.items() if (usable := [d for d in chain if d.provider in providers])
         }
+        # ... but asking for it is 503 naming the keys to set, not 404: a newcomer's first request, most likely.
+        self._keyless = {
+            name: list(dict.fromkeys(api_key_setting(d.provider) for d in chain))
+            for name, chain in groups.items()
+            if name not in self._groups
+        }
         self._cooldowns = cooldowns
         self._attempt_timeout = attempt_timeout
         self._request_timeout = request_timeout
@@ -151,10 +158,13 @@ class Router:
         return self._cooldowns
 
     def deployments(self, model: str) -> list[Deployment]:
-        """The chain for a public model name; raises ModelNotFound."""
+        """The chain for a public model name; raises ModelNotFound, or NoProviderConfigured for a group whose
+        providers all lack a key."""
         chain = self._groups.get(model)
         if chain is not None:
             return chain
+        if model in self._keyless:
+            raise NoProviderConfigured(model, self._keyless[model])
         provider, slash, upstream_model = model.partition("/")
         if slash and upstream_model and provider in self._providers:
             return [Deployment(provider=provider, model=upstream_model)]

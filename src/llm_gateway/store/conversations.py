@@ -122,6 +122,7 @@ class ConversationStore:
             "created_at": now,
             "expires_at": expires_at,
         }
+        self._database.require_ready("conversation store")
         with _unavailable_on_failure("save"):
             async with self._database.engine.begin() as connection:
                 inserted = (await connection.execute(self._insert, values)).rowcount
@@ -152,6 +153,7 @@ class ConversationStore:
         """
         chain = _chain(response_id, owner, utcnow(), MAX_CHAIN)
         query = select(_TABLE).join(chain, chain.c.id == _TABLE.c.id).order_by(chain.c.depth)
+        self._database.require_ready("conversation store")
         with _unavailable_on_failure("read"):
             async with self._database.engine.connect() as connection:
                 rows = (await connection.execute(query)).mappings().all()
@@ -173,6 +175,7 @@ class ConversationStore:
         statement = delete(_TABLE).where(
             _TABLE.c.id == response_id, _TABLE.c.owner == owner, _TABLE.c.expires_at > utcnow()
         )
+        self._database.require_ready("conversation store")
         with _unavailable_on_failure("delete"):
             async with self._database.engine.begin() as connection:
                 result = await connection.execute(statement)
@@ -211,6 +214,8 @@ class ConversationStore:
     async def _run(self) -> None:
         delay, failures = min(self._purge_interval, _FIRST_PURGE_SECONDS), 0
         while not await self._stopped_within(delay):
+            if not self._database.ready:  # not reached yet: nothing to purge for now
+                continue
             try:
                 removed = await self._purge(until=utcnow(), stop=self._stopping)
             except Exception as exc:  # any failure (the database down, mostly): log it, back off, go on

@@ -4,20 +4,25 @@ SQLite (aiosqlite) by default, PostgreSQL (asyncpg) for ``postgresql://`` URLs. 
 live inside the package (``llm_gateway.store:migrations``), so they run from an installed wheel.
 Alembic (~300 ms to import) is imported only when the schema is behind: a database already at
 ``HEAD_REVISION`` is recognised with one query, which is every start-up but the first.
+A server started while PostgreSQL is down opens it in the background (``open_database(background=True)``):
+until it is reached and migrated, ``Database.ready`` is False and every store answers 503 without touching it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, Insert, event, inspect, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from llm_gateway.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -32,6 +37,9 @@ VERSION_TABLE = "alembic_version"  # Alembic's default, where it keeps the revis
 # Any fixed number: every gateway process and the CLI take this lock while migrating PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6C6C6D6777
 CONNECT_TIMEOUT_SECONDS = 10.0
+# A server opening PostgreSQL in the background waits this long for the first attempt before it takes traffic:
+# long enough that a database that is up is ready before the first request, short enough to bind the port at once.
+FIRST_ATTEMPT_WAIT_SECONDS = 2.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
@@ -87,6 +95,7 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = async_url(url)
+        self._ready = True  # False only while ``open_database(background=True)`` has not reached it yet
         # asyncpg waits 60 s for a connection by default: a host that drops packets would hold requests that long.
         connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS} if self.url.startswith("postgresql") else {}
         self.engine: AsyncEngine = create_async_engine(
@@ -103,6 +112,16 @@ class Database:
     @property
     def backend(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def ready(self) -> bool:
+        """Whether the schema is known to be at head, so queries may run (they may still fail: an outage)."""
+        return self._ready
+
+    def require_ready(self, store: str) -> None:
+        """503 at once while the database has never been reached: its tables may not even exist yet."""
+        if not self._ready:
+            raise ServiceUnavailable(f"The {store} is unavailable: the database is not reachable yet; try again soon.")
 
     async def migrate(self) -> str | None:
         """Apply every pending migration; return the revision the database is at."""
@@ -122,19 +141,45 @@ class Database:
     async def wait_until_reachable(self, *, first_delay: float = 0.5, max_delay: float = 15.0) -> None:
         """Connect until the server answers, backing off after each failure, one log line per failure.
 
-        A gateway started before its database (or during an outage) waits instead of crash-looping.
         SQLite is a local file: one that cannot be opened is a configuration error, left to fail at once.
         """
-        if self.backend == "sqlite":
-            return
+        if self.backend != "sqlite":
+            await self._retry(self._ping, first_delay=first_delay, max_delay=max_delay)
+
+    async def connect_and_migrate(
+        self, *, first_delay: float = 0.5, max_delay: float = 15.0, attempted: asyncio.Event | None = None
+    ) -> None:
+        """Migrate until it works, backing off after each failure (one log line each), then be ``ready``;
+        ``attempted`` is set once the first attempt has ended, whichever way."""
+        await self._retry(self._migrate_logged, first_delay=first_delay, max_delay=max_delay, attempted=attempted)
+        self._ready = True
+
+    async def connect_in_background(self) -> asyncio.Task[None]:
+        """``connect_and_migrate`` in a task, ``ready`` False until it is done; returns once the first attempt
+        has ended, or after ``FIRST_ATTEMPT_WAIT_SECONDS`` (a host that drops packets takes longer to refuse)."""
+        self._ready = False
+        attempted = asyncio.Event()
+        task = asyncio.create_task(self.connect_and_migrate(attempted=attempted), name="database-connect")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(attempted.wait(), FIRST_ATTEMPT_WAIT_SECONDS)
+        return task
+
+    async def _retry(
+        self,
+        step: Callable[[], Awaitable[object]],
+        *,
+        first_delay: float,
+        max_delay: float,
+        attempted: asyncio.Event | None = None,
+    ) -> None:
+        """A server started before its database (or during an outage) waits instead of crash-looping."""
         delay, attempt = first_delay, 1
         while True:
             try:
-                async with self.engine.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
+                await step()
             except Exception as exc:  # refused, unknown host, starting up, bad password: all "not yet"
                 log.warning(
-                    "database unreachable at %s (attempt %d, %s: %s); retrying in %.1f s",
+                    "database unavailable at %s (attempt %d, %s: %s); retrying in %.1f s",
                     self.location,
                     attempt,
                     type(exc).__name__,
@@ -145,8 +190,19 @@ class Database:
                 if attempt > 1:
                     log.info("database reachable at %s after %d attempts", self.location, attempt)
                 return
+            finally:
+                if attempted is not None:
+                    attempted.set()
             await asyncio.sleep(delay)
             delay, attempt = min(delay * 2, max_delay), attempt + 1
+
+    async def _ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def _migrate_logged(self) -> None:
+        revision = await self.migrate()
+        log.info("database ready: backend=%s revision=%s", self.backend, revision)
 
     @property
     def location(self) -> str:
@@ -212,17 +268,32 @@ def _current_revision(connection: Connection) -> str | None:
 
 
 @asynccontextmanager
-async def open_database(url: str, *, migrate: bool = True, wait: bool = False) -> AsyncIterator[Database]:
-    """The database, migrated to head, disposed of on exit; ``wait``: until the server is reachable."""
+async def open_database(
+    url: str, *, migrate: bool = True, wait: bool = False, background: bool = False
+) -> AsyncIterator[Database]:
+    """The database, migrated to head, disposed of on exit; ``wait``: until the server is reachable.
+
+    ``background`` (a server's lifespan): PostgreSQL is connected to and migrated by a task, retried with
+    backoff, while the caller goes on at once, ``ready`` False until it is done; the first attempt is
+    given ``FIRST_ATTEMPT_WAIT_SECONDS``, so that a database that is up is ready before any request.
+    SQLite is a local file: opened at once, and one that cannot be is an error, as without ``background``.
+    """
     database = Database(url)
+    task: asyncio.Task[None] | None = None
     try:
-        if wait:
-            await database.wait_until_reachable()
-        if migrate:
-            revision = await database.migrate()
-            log.info("database ready: backend=%s revision=%s", database.backend, revision)
+        if background and migrate and database.backend != "sqlite":
+            task = await database.connect_in_background()
+        else:
+            if wait:
+                await database.wait_until_reachable()
+            if migrate:
+                await database._migrate_logged()
         yield database
     finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await database.aclose()
 
 

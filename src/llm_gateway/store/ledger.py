@@ -111,6 +111,8 @@ class UsageLedger:
 
         Rows queued meanwhile wait for the next flush: chasing them would, under a steady trickle of
         requests, turn the writer into back-to-back inserts of a row or two each."""
+        if not self._database.ready:  # rows kept, quietly: the database's own task logs its attempts
+            return False
         pending = len(self._queue)
         while pending > 0:
             batch = [self._queue[i] for i in range(min(self._batch_size, pending))]
@@ -165,6 +167,7 @@ class UsageLedger:
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
         """A read of the database that fails is a 503 (rebuilding a budget, /v1/usage), never a 500."""
+        self._database.require_ready("usage ledger")
         try:
             yield
         except (SQLAlchemyError, OSError) as exc:
