@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from llm_gateway.console import queries as console
 from llm_gateway.console.queries import (
@@ -29,7 +29,7 @@ from llm_gateway.console.queries import (
     percentile,
 )
 from llm_gateway.store import rollups
-from llm_gateway.store.db import Database, open_database
+from llm_gateway.store.db import HEAD_REVISION, Database, open_database
 from llm_gateway.store.ledger import UsageLedger
 from llm_gateway.store.ledger_row import UsageRow
 from llm_gateway.store.tables import Team, UsageDaily, UsageHourly, UsageRecord, User
@@ -37,6 +37,7 @@ from tests.identity_support import (
     database_url,  # noqa: F401 - the module-scoped fixture, one run per backend
     sibling_database,
 )
+from tests.ledger_support import LEDGER, database_at, ledger_row_at_0002
 
 pytestmark = pytest.mark.integration
 
@@ -551,3 +552,34 @@ async def test_the_attempts_column_reads_1_for_rows_written_before_it(database: 
         )
     async with database.sessions() as session:
         assert await session.scalar(select(UsageRecord.attempts)) == 1
+
+
+async def test_migrating_a_ledger_to_0007_sums_its_rows_into_the_rollups(
+    database_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    async with database_at("0005", database_url, tmp_path) as database:
+        rows = [
+            ledger_row_at_0002(1, created_at=at("2026-11-02 09:30"), cost_usd=Decimal("0.25")),
+            ledger_row_at_0002(
+                2, created_at=at("2026-11-02 09:45"), status=500, provider=None, upstream_model=None, cost_usd=ZERO
+            ),
+            ledger_row_at_0002(3, created_at=at("2026-12-01 00:00:05"), cached=True, cost_usd=ZERO),  # November's
+        ]
+        async with database.engine.begin() as connection:
+            await connection.execute(insert(LEDGER), rows)
+        assert await database.migrate() == HEAD_REVISION
+
+        queries = ConsoleQueries(database, clock=lambda: NOW)
+        assert await queries.usage("2026-11") == [
+            UsageLine(date(2026, 11, 2), "alice", "gpt-4o-mini", 2, 30, 3, Decimal("0.25")),
+            UsageLine(date(2026, 11, 30), "alice", "gpt-4o-mini", 1, 0, 0, ZERO),
+        ]
+        series = await queries.series(at("2026-11-02 09:00"), "hour")
+        assert series[0] == Bucket(at("2026-11-02 09:00"), 2, 30, 3, Decimal("0.25"), 0, 1, 0)
+        entries = (await queries.requests(RequestFilters())).rows
+        assert [entry.attempts for entry in entries] == [1, 1, 1]  # unknown before 0007: read as 1
+        kept = await rollup_rows(database)
+        async with database.engine.begin() as connection:
+            await rollups.rebuild(connection)
+        assert await rollup_rows(database) == kept

@@ -1,5 +1,5 @@
-"""One ledger row as the pipeline writes it: what the ledger inserts and the console's rollups add up, in a module
-of its own so that both can read it without importing each other."""
+"""One ledger row as the pipeline writes it and the ledger inserts (the console's rollups read it through their own
+protocol, ``rollups.UsageRow``)."""
 
 from __future__ import annotations
 

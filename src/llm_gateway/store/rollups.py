@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Insert, Table, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,14 +23,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from llm_gateway.pricing import MICRO, ZERO
 from llm_gateway.store.tables import UsageDaily, UsageHourly
 
-if TYPE_CHECKING:
-    from llm_gateway.store.ledger_row import UsageRow
-
 HOURLY = cast(Table, UsageHourly.__table__)
 DAILY = cast(Table, UsageDaily.__table__)
 _HOURLY_KEY = ("hour", "model_group", "provider", "upstream_model")
 _DAILY_KEY = ("day", "user_id", "model_group", "month")
 _SUMMED = ("requests", "prompt_tokens", "completion_tokens", "spend_usd")
+
+
+class UsageRow(Protocol):
+    """What the rollups read of a ledger row (``ledger_row.UsageRow``), named here so that neither module imports
+    the other."""
+
+    user_id: str
+    month: str
+    model_group: str
+    provider: str | None
+    upstream_model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    status: int
+    created_at: datetime
+    cost_usd: Decimal
+    attempts: int
 
 
 @dataclass(slots=True)

@@ -11,8 +11,9 @@ writer keeps them from then on. The indexes serve the Requests page's newest-fir
 or key filter, each deployment's recent latencies (from the index alone), and the filters' lists of providers,
 endpoints and model groups (``console/queries.py``).
 
-Filling the rollups and building the indexes reads the whole ledger, while writes to it wait: about 25 s for a
-million rows on SQLite and 10 s on PostgreSQL on a 2-core machine (``bench/console_queries.py --index-build``).
+Filling the rollups and building the indexes reads the whole ledger, while writes to it wait (the ledger's writer
+keeps its rows queued): 10 to 30 s for a million rows on SQLite, 10 to 15 s on PostgreSQL, on a 2-core machine
+(``bench/console_queries.py --index-build``).
 """
 
 from __future__ import annotations
