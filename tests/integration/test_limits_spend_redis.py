@@ -68,14 +68,25 @@ async def main(url, prefix, now, user, count, team_usd, cost):
 
     async def one():
         try:
-            ticket = await limits.admit(who, prompt_tokens=100, max_completion_tokens=100, price=price, now=at)
+            return await limits.admit(who, prompt_tokens=100, max_completion_tokens=100, price=price, now=at)
         except BudgetExceeded as refused:
             return [refused.kind, refused.unit]
-        await asyncio.sleep(0.05)  # every admission lands before any settles
-        await limits.settle(ticket, Usage(100, 100), cost_nano=cost)
-        return [ticket.reserved_nano, cost]
 
-    results = await asyncio.gather(*(one() for _ in range(count)))
+    outcomes = await asyncio.gather(*(one() for _ in range(count)))
+    # A barrier: every process has made all its admissions before any settles (a settlement frees part of a
+    # reservation, which would let a later admission in: the count checked would then depend on timing).
+    await client.incr(prefix + "barrier")
+    for _ in range(600):
+        if int(await client.get(prefix + "barrier") or 0) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome, list):
+            results.append(outcome)
+            continue
+        await limits.settle(outcome, Usage(100, 100), cost_nano=cost)
+        results.append([outcome.reserved_nano, cost])
     await client.aclose()
     print(json.dumps(results), flush=True)
 
