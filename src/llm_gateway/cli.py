@@ -338,7 +338,7 @@ async def _upgrade(_: argparse.Namespace, accounts: Any) -> Any:
 def serve_forever(
     config: GatewayConfig, *, host: str | None, port: int | None, workers: int | None, reload: bool = False
 ) -> int:
-    import uvicorn
+    from llm_gateway import http_server  # uvicorn.run with a shutdown that loses no queued connection
 
     settings = config.settings
     workers = 1 if reload else workers or settings.workers
@@ -361,7 +361,7 @@ def serve_forever(
             setup_logging(settings.log_level, settings.log_format)
             if workers == 1 and not reload:  # uvicorn imports the app in this process: while the collector is off
                 importlib.import_module("llm_gateway.app")
-        uvicorn.run(
+        http_server.run(
             "llm_gateway.app:create_app_from_env",
             http=_http_protocol(settings),  # httptools, with a bound on the request head's size and time
             factory=True,

@@ -2,7 +2,8 @@
 
 httptools (llhttp) buffers a header of any size, and uvicorn gives a request line all the time in the
 world (its keep-alive timer stops at the first byte): one slow or huge client would hold a connection and
-its memory. ``llm-gateway serve`` uses this class (``cli.serve_forever``).
+its memory. At shutdown, a connection whose request has not arrived yet is waited for, not dropped
+(``shutdown``; ``http_server`` explains why). ``llm-gateway serve`` uses this class (``cli.serve_forever``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def _refusal(status: int, code: str, message: str) -> bytes:
 LINGER_SECONDS = 2.0
 _TOO_LARGE = _refusal(431, "request_header_fields_too_large", "The request's header fields are too large.")
 _TIMEOUT = _refusal(408, "request_timeout", "The request's headers did not arrive in time.")
+# At shutdown, how long a connection with no request yet may take to send one before it is closed. A load
+# balancer sends its request as soon as it has connected: closing such a connection unread (uvicorn's way)
+# resets it after the request left, and a proxy must not send a POST elsewhere once it has been sent. Go's
+# ``http.Server.Shutdown`` does the same for new connections (five seconds there).
+FRESH_CONNECTION_GRACE_SECONDS = 2.0
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -57,6 +63,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_timer: TimerHandle | None = None
         self._refused = False
+        self._draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -91,6 +98,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed: the server is shutting down
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown, except that a connection which has not sent a whole request head yet
+        (accepted a moment before the listening socket closed) is given ``FRESH_CONNECTION_GRACE_SECONDS`` for
+        it: the request is answered, with ``connection: close``. Idle keep-alive connections close at once."""
+        if self.cycle is not None or self.transport.is_closing():
+            super().shutdown()
+            return
+        self._draining = True
+        self.loop.call_later(FRESH_CONNECTION_GRACE_SECONDS, self._close_if_silent)
+
+    def _close_if_silent(self) -> None:
+        """Nothing arrived in the grace: close. A head still arriving is left to the header timeout (408)."""
+        if self.cycle is None and self._head_bytes == 0 and not self.transport.is_closing():
+            self.transport.close()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
