@@ -2,8 +2,7 @@
 
 ``Nginx`` runs Debian's ``nginx`` binary with a config of its own in a temp dir (pid, logs, temp paths there;
 the system's nginx untouched). ``RestartableGateway`` is ``llm-gateway serve`` on a fixed port, so that the
-load balancer's upstream list stays right across a SIGTERM and a start. ``ready`` is what a rolling restart
-waits for before moving on.
+load balancer's upstream list stays right across a SIGTERM and a start.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ ACCESS_LOG_FORMAT = "$status $request_time [$upstream_addr] [$upstream_status] $
 
 def nginx_binary() -> str:
     """Debian's nginx (``apt-get install nginx``; ``.ci/run`` installs it); a skip (a failure on CI) without it."""
-    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if found is None:
         message = "nginx is not available: install it (Debian: apt-get install nginx)"
         if os.environ.get("CI"):
@@ -44,13 +43,14 @@ def nginx_binary() -> str:
 def nginx_config(directory: Path, port: int, upstreams: Sequence[int]) -> str:
     """Round robin over the gateways, passive health checks, streams passed through unbuffered.
 
-    A connection refused (a gateway stopping or not started yet: its listening socket is closed) is sent to
-    the next gateway, POST included: nothing reached the refusing one. Once a POST has been sent, nginx never
-    sends it again (no ``non_idempotent``): the gateway that accepted it answers it, or the client sees the
-    failure -- a chat request is not safe to run twice (two upstream calls, two charges). ``http_502``/
-    ``http_503`` therefore retry only GETs. ``max_fails=1 fail_timeout=2s``: one refusal keeps a gateway out of
-    the rotation for two seconds, then it is tried again. No upstream ``keepalive``: an idle pooled connection
-    that a stopping gateway closes while nginx reuses it would fail a POST after it was sent.
+    A connection refused (a gateway stopping or not started yet: its listening socket is closed), or not made
+    within ``proxy_connect_timeout``, is sent to the next gateway, POST included: nothing reached the first.
+    Once a POST has been sent, nginx never sends it again (no ``non_idempotent``): the gateway that accepted it
+    answers it (its graceful shutdown), or the client sees the failure -- a chat request is not safe to run
+    twice (two upstream calls, two charges). ``http_502``/``http_503`` therefore retry only GETs.
+    ``max_fails=1 fail_timeout=2s``: one refusal keeps a gateway out of the rotation for two seconds, then it
+    is tried again. No upstream ``keepalive``: an idle pooled connection that a stopping gateway closes while
+    nginx reuses it would fail a POST after it was sent.
     """
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in upstreams)
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers as the caller: the temp dir is not world-readable
@@ -150,19 +150,13 @@ def port_to_keep() -> int:
 
 
 async def ready(base_url: str) -> bool:
-    """``GET /ready`` 200; until that endpoint exists (404), ``GET /health`` 200 instead.
-
-    Either way a 200 comes after the lifespan's start-up (uvicorn listens only once it is done): the
-    database reached and migrated, Redis connected.
-    """
+    """``GET /ready`` 200: the gateway has reached and migrated its database and Redis answers; what a rolling
+    restart waits for before it stops the next one."""
     async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
         try:
-            answer = await client.get("/ready")
-            if answer.status_code == 404:
-                answer = await client.get("/health")
+            return (await client.get("/ready")).status_code == 200
         except httpx.TransportError:
             return False
-    return answer.status_code == 200
 
 
 class RestartableGateway:

@@ -3,7 +3,9 @@
 uvicorn closes its listening socket at SIGTERM, and the kernel resets the connections it had completed but
 not handed over yet, and the handshakes under way: their requests were sent, so a proxy may not send a POST
 elsewhere (nginx answers 502). Here those connections are accepted and answered first; after that a new
-connection is refused, which a proxy retries on another gateway. ``llm-gateway serve`` runs it (``run``).
+connection is refused, which a proxy retries on another gateway. With ``--workers``, the workers share the
+parent's socket, which stayed open (accepting into a queue no one read) until the parent exited: the parent
+now refuses new handshakes and closes its copy before it stops them. ``llm-gateway serve`` runs it (``run``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import os
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 SO_ATTACH_FILTER = 26  # Linux, <asm-generic/socket.h>
 # Classic BPF, run on each packet that reaches the listening socket (the TCP header first): drop a SYN that
@@ -100,14 +104,35 @@ class DrainingServer(uvicorn.Server):
         return queued
 
 
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's supervisor for ``--workers``. Before it signals the workers: new handshakes on the shared socket
+    are refused, the workers (still serving) take those under way, and the parent closes its copy, so that the
+    socket closes with the last worker's and a connection then is refused, not queued and later reset.
+
+    The workers run uvicorn's own server: a SIGTERM sent to every process of the group at once (systemd's
+    default ``KillMode=control-group``) reaches them before the parent has done this; send it to the parent
+    (``KillMode=mixed``, as Docker and Kubernetes do), or run one worker per process."""
+
+    def terminate_all(self) -> None:
+        refusing = [refuse_new_handshakes(sock) for sock in self.sockets]
+        if refusing and all(refusing):
+            time.sleep(HANDSHAKE_GRACE_SECONDS)
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
+
+
 def run(app: str, **options: Any) -> None:
-    """``uvicorn.run(app, **options)`` with a ``DrainingServer`` when this process serves alone. With workers
-    or ``reload``, uvicorn's supervisor runs uvicorn's own server in each child, without this drain: a fleet
-    behind a load balancer is best run as single-worker processes, one per replica."""
-    if options.get("reload") or (options.get("workers") or 1) > 1:
+    """``uvicorn.run(app, **options)``, with a ``DrainingServer``, or with ``DrainingMultiprocess`` for
+    ``workers`` > 1; ``reload`` is uvicorn's own (development)."""
+    if options.get("reload"):
         uvicorn.run(app, **options)
         return
     config = uvicorn.Config(app, **options)
+    if config.workers > 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            DrainingMultiprocess(config, sockets=[config.bind_socket()]).run()
+        return
     config.load_app()
     server = DrainingServer(config)
     with contextlib.suppress(KeyboardInterrupt):
