@@ -1,7 +1,7 @@
 """The scale-out proof: three ``llm-gateway serve`` processes behind a real nginx, sharing one Redis and one
 PostgreSQL database, restarted one after another (SIGTERM, start, ready) under steady load.
 
-A few callers keep whole answers and streams going through nginx the whole time; while the first gateway
+Sixteen callers keep whole answers and streams going through nginx the whole time; while the first gateway
 drains, a user limited to ``RATE_LIMIT`` requests a minute sends ``RATE_LIMIT + RATE_EXTRA`` at once, and
 while the second drains, a user whose monthly budget fits ``BUDGET_FITS`` requests sends three times as
 many. Then every gateway is stopped the same way and the ledger is read from PostgreSQL.
