@@ -129,12 +129,13 @@ def test_streams_may_finish_when_a_gateway_stops(services: dict[str, dict[str, A
         assert int(value) > request_timeout, f"{directive}: the gateway's own timeout must come first"
 
 
-def test_nginx_relays_streams_unbuffered_over_kept_alive_connections() -> None:
+def test_nginx_relays_streams_unbuffered_on_a_connection_per_request() -> None:
     nginx = (DEPLOY / "nginx" / "nginx.conf").read_text()
     needed = ["proxy_buffering off;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "gzip off;"]
     for directive in [*needed, "server gateway:5000 resolve;"]:
         assert directive in nginx, directive
-    assert re.search(r"upstream gateway \{[^}]*keepalive \d+;", nginx)
+    # Kept-alive upstream connections lose POSTs when a gateway restarts (the scale-out test's finding).
+    assert not re.search(r"^\s*keepalive\s+\d+;", nginx, re.M)
 
 
 @pytest.mark.integration
