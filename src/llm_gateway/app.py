@@ -55,7 +55,7 @@ from llm_gateway.store.db import open_database
 from llm_gateway.store.ledger import UsageLedger
 from llm_gateway.store.redis import PrefixedRedis, open_redis
 from llm_gateway.store.redis import connect as connect_redis
-from llm_gateway.telemetry import Telemetry, TelemetrySettings, setup_logging
+from llm_gateway.telemetry import Telemetry, TelemetrySettings, genai, setup_logging
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
@@ -120,6 +120,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
                 await stack.enter_async_context(_cooldowns(settings, redis)),
                 attempt_timeout=settings.upstream_timeout_seconds,
                 request_timeout=settings.request_timeout_seconds,
+                provider_types={name: provider.type for name, provider in config.providers.items()},
             )
             pipeline = Pipeline(
                 router,
@@ -326,6 +327,7 @@ def build_telemetry(
             helicone_log_content=settings.helicone_log_content,
             prometheus_multiproc_dir=settings.prometheus_multiproc_dir,
             service_version=__version__,
+            provider_systems=genai.provider_systems({name: p.type for name, p in config.providers.items()}),
         ),
         config.otel_env,
         span_processor=span_processor,

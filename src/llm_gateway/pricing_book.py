@@ -42,7 +42,7 @@ class PriceBook:
         """Look up every deployment of ``groups`` whose provider is in ``providers`` (the others never answer)."""
         self._providers = dict(providers)
         self._catalogue = catalogue if catalogue is not None else Catalogue()
-        self._vendors = {name: self._catalogue.vendor(name, cfg.base_url) for name, cfg in providers.items()}
+        self._vendors = {name: self._catalogue.vendor(name, cfg.base_url, cfg.type) for name, cfg in providers.items()}
         self.on_unpriced = on_unpriced
         self.unpriced: set[str] = set()  # "provider/model" of the deployments named in the log as unpriced
         self._naming_stopped = False

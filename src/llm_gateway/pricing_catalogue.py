@@ -25,6 +25,10 @@ _PROBES_PER_MTOK = Decimal(1_000_000 // _PROBE_TOKENS)
 _ONE = Decimal(1)
 
 
+# The provider types that only one vendor speaks -> that vendor's id in genai-prices.
+CLOUD_VENDORS = {"azure": "azure", "bedrock": "aws", "gemini": "google", "vertex": "google"}
+
+
 class Catalogue:
     """genai-prices' bundled prices, as of ``at`` (start-up: a price that changes on a date applies after a restart)."""
 
@@ -37,15 +41,19 @@ class Catalogue:
         self._vendor_ids = frozenset(provider.id for provider in data.providers)
         self._at = at if at is not None else datetime.now(UTC)
 
-    def vendor(self, name: str, base_url: str) -> str | None:
-        """genai-prices' id of the vendor that a provider reaches: by its ``base_url`` (``https://api.together.xyz/v1``
-        -> ``together``), else its name when that is an id exactly (``openai``, ``anthropic``, ``groq``); None for a
-        self-hosted or unknown server. Never by the provider's ``type``: that is its wire format, not its vendor."""
+    def vendor(self, name: str, base_url: str, kind: str = "openai") -> str | None:
+        """genai-prices' id of the vendor that a provider reaches: by its ``base_url``
+        (``https://api.together.xyz/v1`` -> ``together``), else the cloud its ``kind`` belongs to (``bedrock`` ->
+        ``aws``), else its name when that is an id exactly (``openai``, ``anthropic``, ``groq``); None for a
+        self-hosted or unknown server. Never by the ``openai`` or ``anthropic`` type: that is a wire format that many
+        vendors and servers speak, not a vendor."""
         if base_url:
             try:
                 return self._snapshot.find_provider(None, None, base_url).id
             except LookupError:
                 pass
+        if kind in CLOUD_VENDORS:  # a cloud's own wire: the type is the vendor, whatever the URL (a proxy, a fake)
+            return CLOUD_VENDORS[kind]
         lowered = name.lower()
         return lowered if lowered in self._vendor_ids else None
 

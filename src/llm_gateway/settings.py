@@ -14,7 +14,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llm_gateway.pricing import Price
 
@@ -22,9 +31,19 @@ PUBLIC_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "groq": "https://api.groq.com/openai/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
 }
-# provider name -> the type of its adapter, for the three built-in providers
-BUILTIN_PROVIDER_TYPES = {"openai": "openai", "anthropic": "anthropic", "groq": "openai"}
+# provider name -> the type of its adapter, for the built-in providers (each with its <NAME>_API_KEY)
+BUILTIN_PROVIDER_TYPES = {"openai": "openai", "anthropic": "anthropic", "groq": "openai", "gemini": "gemini"}
+# The public origin of a provider type that has one (a provider of that type with no base_url reaches it).
+TYPE_BASE_URLS = {"gemini": PUBLIC_BASE_URLS["gemini"]}
+ProviderType = Literal["openai", "anthropic", "azure", "bedrock", "gemini", "vertex"]
+# Settings that only one provider type reads: set on another, they are a mistake, not ignored.
+_TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "azure": ("api_version", "azure_ad_token"),
+    "bedrock": ("region", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile"),
+    "vertex": ("project", "location", "credentials_file"),
+}
 
 # Built-in model groups when no YAML file exists: OpenAI, then Anthropic, then Groq.
 DEFAULT_MODEL_GROUPS: dict[str, list[tuple[str, str]]] = {
@@ -87,9 +106,27 @@ class PriceConfig(BaseModel):
 class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["openai", "anthropic"]
+    type: ProviderType
     api_key: SecretStr | None = None
     base_url: str = ""
+    # Azure OpenAI: ``api_version`` puts calls on the deployment URL (``…/openai/deployments/{model}/…?api-version=``);
+    # unset, on Azure's v1 path (``…/openai/v1/…``). ``azure_ad_token``: a Microsoft Entra ID token, sent as a bearer
+    # token instead of ``api-key``.
+    api_version: str | None = None
+    azure_ad_token: SecretStr | None = None
+    # AWS Bedrock: the region (AWS_REGION / AWS_DEFAULT_REGION when unset), and credentials: ``api_key`` (a Bedrock
+    # API key; AWS_BEARER_TOKEN_BEDROCK), else these access keys, else the standard AWS chain (``aws_profile`` picks
+    # a profile of the shared files; environment, roles).
+    region: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_profile: str | None = None
+    # Vertex AI: the project and location (GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION when unset), and a
+    # service-account key file (unset: Google's application default credentials).
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
     # Extra headers sent on every upstream call (e.g. OpenAI-Organization, api-version).
     headers: dict[str, str] = Field(default_factory=dict)
     # Anthropic requires max_tokens; this fills it when the caller sent none.
@@ -114,9 +151,21 @@ class ProviderConfig(BaseModel):
     @field_validator("responses")
     @classmethod
     def _native_needs_openai_wire(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value == "native" and info.data.get("type") == "anthropic":
-            raise ValueError("'native' needs a provider of type openai (Anthropic has no /v1/responses)")
+        if value == "native" and info.data.get("type") != "openai":
+            raise ValueError("'native' needs a provider of type openai (only OpenAI's wire has /v1/responses)")
         return value
+
+    @model_validator(mode="after")
+    def _fields_of_its_type(self) -> ProviderConfig:
+        for kind, names in _TYPE_FIELDS.items():
+            if kind == self.type:
+                continue
+            for name in names:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"'{name}' is a setting of type {kind} providers, not of type {self.type}")
+        if self.type == "bedrock" and bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            raise ValueError("set both aws_access_key_id and aws_secret_access_key, or neither")
+        return self
 
     def native_responses(self, name: str) -> bool:
         """Whether the provider called ``name`` takes the Responses API natively (``POST <base_url>/responses``)."""
@@ -126,6 +175,12 @@ class ProviderConfig(BaseModel):
 
     @property
     def usable(self) -> bool:
+        """Whether the provider has credentials to call with: a key, or (Bedrock, Vertex AI) a cloud's
+        credential chain, which the adapter resolves at start-up (and refuses to start without)."""
+        if self.type in ("bedrock", "vertex"):
+            return True
+        if self.type == "azure" and self.azure_ad_token and self.azure_ad_token.get_secret_value():
+            return True
         return bool(self.api_key and self.api_key.get_secret_value())
 
 
@@ -225,9 +280,11 @@ class Settings(BaseModel):
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
     groq_api_key: SecretStr | None = None
+    gemini_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     anthropic_base_url: str | None = None
     groq_base_url: str | None = None
+    gemini_base_url: str | None = None
 
     helicone_api_key: SecretStr | None = None
     helicone_base_url: str = "https://api.worker.helicone.ai"
@@ -349,17 +406,69 @@ def _builtin_model_file() -> ModelFile:
     )
 
 
-def _with_env_defaults(name: str, provider: ProviderConfig, settings: Settings) -> ProviderConfig:
-    """YAML first, then OPENAI_/ANTHROPIC_/GROQ_ variables for the built-in names, then the public URL."""
+def _with_env_defaults(
+    name: str, provider: ProviderConfig, settings: Settings, env: Mapping[str, str]
+) -> ProviderConfig:
+    """YAML first, then OPENAI_/ANTHROPIC_/GROQ_/GEMINI_ variables for the built-in names (and the clouds' standard
+    variables for Bedrock and Vertex AI), then the public URL."""
+    if provider.type in ("bedrock", "vertex"):
+        return _cloud_defaults(name, provider, env)
     if name not in PUBLIC_BASE_URLS:
+        if provider.type in TYPE_BASE_URLS and not provider.base_url:
+            return provider.model_copy(update={"base_url": TYPE_BASE_URLS[provider.type]})
         if not provider.base_url:
-            raise ConfigError(f"providers.{name}.base_url: required for a provider that is not openai/anthropic/groq")
+            raise ConfigError(f"providers.{name}.base_url: required for a provider of type {provider.type}")
         return provider
     env_key: SecretStr | None = getattr(settings, f"{name}_api_key")
     env_url: str | None = getattr(settings, f"{name}_base_url")
     api_key = provider.api_key if provider.api_key and provider.api_key.get_secret_value() else env_key
     base_url = provider.base_url or (env_url or "").rstrip("/") or PUBLIC_BASE_URLS[name]
     return provider.model_copy(update={"api_key": api_key, "base_url": base_url})
+
+
+def _cloud_defaults(name: str, provider: ProviderConfig, env: Mapping[str, str]) -> ProviderConfig:
+    """Bedrock's region and API key, Vertex AI's project and location: the YAML's, else the cloud's variables."""
+    if provider.type == "bedrock":
+        region = provider.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise ConfigError(f"providers.{name}.region: required (or AWS_REGION) for a provider of type bedrock")
+        api_key = provider.api_key
+        if not (api_key and api_key.get_secret_value()) and env.get("AWS_BEARER_TOKEN_BEDROCK"):
+            api_key = SecretStr(env["AWS_BEARER_TOKEN_BEDROCK"])
+        return provider.model_copy(update={"region": region, "api_key": api_key})
+    project = provider.project or env.get("GOOGLE_CLOUD_PROJECT")
+    location = provider.location or env.get("GOOGLE_CLOUD_LOCATION")
+    for field, value, variable in (
+        ("project", project, "GOOGLE_CLOUD_PROJECT"),
+        ("location", location, "GOOGLE_CLOUD_LOCATION"),
+    ):
+        if not value:
+            raise ConfigError(f"providers.{name}.{field}: required (or {variable}) for a provider of type vertex")
+    return provider.model_copy(update={"project": project, "location": location})
+
+
+# Provider types whose client library is an optional extra: type -> (the module it needs, the extra that installs it).
+PROVIDER_EXTRAS = {"bedrock": ("botocore", "bedrock"), "vertex": ("google.auth", "vertex")}
+
+
+def _check_extras(providers: Mapping[str, ProviderConfig]) -> None:
+    """A provider whose library is not installed stops start-up here, naming the extra, not at its first request."""
+    import importlib.util
+
+    for name, provider in providers.items():
+        needed = PROVIDER_EXTRAS.get(provider.type)
+        if needed is None:
+            continue
+        module, extra = needed
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package (``google``) is missing
+            found = False
+        if not found:
+            raise ConfigError(
+                f"providers.{name}: type {provider.type} needs {module}, which is not installed: "
+                f"pip install 'llm-gateway[{extra}]'"
+            )
 
 
 def _check_one_price_per_deployment(models: Mapping[str, list[Deployment]]) -> None:
@@ -391,12 +500,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> GatewayConfig:
     else:
         model_file, source = _builtin_model_file(), "built-in"
 
-    providers = {name: _with_env_defaults(name, cfg, settings) for name, cfg in model_file.providers.items()}
+    providers = {name: _with_env_defaults(name, cfg, settings, env) for name, cfg in model_file.providers.items()}
     for group, chain in model_file.models.items():
         for index, deployment in enumerate(chain):
             if deployment.provider not in providers:
                 raise ConfigError(f"models.{group}.{index}.provider: unknown provider '{deployment.provider}'")
     _check_one_price_per_deployment(model_file.models)
+    _check_extras(providers)
     if settings.jwt_algorithm.startswith("HS") and (settings.jwt_public_key or settings.jwt_jwks_url):
         raise ConfigError("JWT_ALGORITHM: JWT_PUBLIC_KEY/JWT_JWKS_URL need an asymmetric algorithm (RS256/ES256)")
     if not settings.jwt_algorithm.startswith("HS") and bool(settings.jwt_public_key) == bool(settings.jwt_jwks_url):

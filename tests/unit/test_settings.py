@@ -33,6 +33,7 @@ def test_defaults_follow_the_design() -> None:
         "openai": "https://api.openai.com/v1",
         "anthropic": "https://api.anthropic.com",
         "groq": "https://api.groq.com/openai/v1",
+        "gemini": "https://generativelanguage.googleapis.com",
     }
     assert not any(p.usable for p in config.providers.values())
 
@@ -130,7 +131,7 @@ def test_an_anthropic_provider_cannot_take_responses_natively(tmp_path: Path) ->
         load_settings({"GATEWAY_CONFIG": path})
     assert str(caught.value) == (
         f"{path}: providers.claude.responses: Value error, "
-        "'native' needs a provider of type openai (Anthropic has no /v1/responses)"
+        "'native' needs a provider of type openai (only OpenAI's wire has /v1/responses)"
     )
 
 

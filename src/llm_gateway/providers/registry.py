@@ -1,4 +1,5 @@
-"""Provider ``type`` (from the YAML file) -> adapter class, imported only when configured."""
+"""Provider ``type`` (from the YAML file) -> adapter class, imported only when configured (so botocore and
+google-auth, the Bedrock and Vertex AI extras, are imported only by a gateway that has such a provider)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from llm_gateway.settings import ProviderConfig
 PROVIDER_TYPES = {
     "openai": "llm_gateway.providers.openai_compat:OpenAICompatProvider",
     "anthropic": "llm_gateway.providers.anthropic.client:AnthropicProvider",
+    "azure": "llm_gateway.providers.azure:AzureProvider",
+    "bedrock": "llm_gateway.providers.bedrock.client:BedrockProvider",
+    "gemini": "llm_gateway.providers.gemini.client:GeminiProvider",
+    "vertex": "llm_gateway.providers.gemini.client:VertexProvider",
 }
 # An ``openai``-type provider whose server implements /v1/responses (``ProviderConfig.native_responses``).
 NATIVE_RESPONSES_TYPE = "llm_gateway.providers.openai_responses:OpenAIResponsesProvider"

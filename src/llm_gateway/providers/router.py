@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -51,7 +51,10 @@ DIRECT_PREFIXES: tuple[tuple[str, str], ...] = (
     ("qwen", "groq"),
     ("deepseek-r1-distill", "groq"),
     ("moonshotai/", "groq"),
+    ("gemini-", "gemini"),
 )
+# ``bedrock/…``, ``azure/…``, ``vertex/…``: straight to the first provider of that type, when no provider has that name.
+TYPE_PREFIXES = ("azure", "bedrock", "vertex", "gemini")
 
 
 class Cooldowns:
@@ -128,8 +131,14 @@ class Router:
         *,
         attempt_timeout: float,
         request_timeout: float,
+        provider_types: Mapping[str, str] | None = None,
     ) -> None:
         self._providers = providers
+        # type -> the first usable provider of that type, for ``bedrock/<model id>`` and its kind.
+        self._by_type: dict[str, str] = {}
+        for name, kind in (provider_types or {}).items():
+            if name in providers:
+                self._by_type.setdefault(kind, name)
         # Only deployments whose provider has a key; a group left with none does not exist.
         self._groups = {
             name: usable for name, chain in groups.items() if (usable := [d for d in chain if d.provider in providers])
@@ -168,6 +177,8 @@ class Router:
         provider, slash, upstream_model = model.partition("/")
         if slash and upstream_model and provider in self._providers:
             return [Deployment(provider=provider, model=upstream_model)]
+        if slash and upstream_model and provider in TYPE_PREFIXES and provider in self._by_type:
+            return [Deployment(provider=self._by_type[provider], model=upstream_model)]
         for prefix, name in DIRECT_PREFIXES:
             if model.startswith(prefix) and name in self._providers:
                 return [Deployment(provider=name, model=model)]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -59,6 +59,8 @@ class TelemetrySettings:
     helicone_log_content: bool = True
     prometheus_multiproc_dir: str | None = None
     service_version: str = ""
+    # Provider name -> ``gen_ai.provider.name`` where that is not the name (``genai.provider_systems``).
+    provider_systems: Mapping[str, str] = field(default_factory=dict)
 
 
 class Telemetry:
@@ -83,7 +85,7 @@ class Telemetry:
 
             self._attempt_spans = FinishedSpans(self._tracer, SCOPE)
         meter = otel.meter if otel else None
-        self._genai = _GenAIMetrics(meter) if meter is not None else None
+        self._genai = _GenAIMetrics(meter, settings.provider_systems) if meter is not None else None
         self._salt = settings.user_id_salt.encode()
 
     @classmethod
@@ -189,7 +191,8 @@ class Telemetry:
         assert self._attempt_spans is not None
         for index, attempt in enumerate(record.attempts):
             start_ns = record.start_ns + round((attempt.start - record.start) * 1e9)
-            attributes = genai.attempt_attributes(record, attempt, index, user_id)
+            system = self.settings.provider_systems.get(attempt.provider)
+            attributes = genai.attempt_attributes(record, attempt, index, user_id, system)
             status = _UNSET
             if attempt.error is not None:
                 status = Status(StatusCode.ERROR, genai.error_kind(attempt.status, attempt.error))
@@ -208,7 +211,8 @@ class Telemetry:
 class _GenAIMetrics:
     """``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and time to first chunk, per attempt."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, provider_systems: Mapping[str, str]) -> None:
+        self._systems = provider_systems
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",
@@ -239,7 +243,8 @@ class _GenAIMetrics:
         if sets is None:
             if len(self._attributes) >= _MAX_ATTRIBUTE_SETS:
                 self._attributes.clear()
-            base = genai.metric_attributes(attempt, response_model, operation)
+            system = self._systems.get(attempt.provider)
+            base = genai.metric_attributes(attempt, response_model, operation, system)
             sets = self._attributes[key] = (
                 base,
                 {**base, genai.TOKEN_TYPE: "input"},

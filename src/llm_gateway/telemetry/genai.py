@@ -56,6 +56,22 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 
+# ``gen_ai.provider.name`` of the provider types that are one vendor's service (the conventions' well-known values);
+# an ``openai``-type provider is named as configured (``openai``, ``groq``, ``deepseek``...), as before.
+PROVIDER_SYSTEMS = {
+    "anthropic": "anthropic",
+    "azure": "azure.ai.openai",
+    "bedrock": "aws.bedrock",
+    "gemini": "gcp.gemini",
+    "vertex": "gcp.vertex_ai",
+}
+
+
+def provider_systems(provider_types: Mapping[str, str]) -> dict[str, str]:
+    """Provider name -> its ``gen_ai.provider.name``, for the providers whose type names a vendor's service."""
+    return {name: PROVIDER_SYSTEMS[kind] for name, kind in provider_types.items() if kind in PROVIDER_SYSTEMS}
+
+
 def span_name(model: str, operation: str = OPERATION) -> str:
     return f"{operation} {model}"
 
@@ -91,12 +107,15 @@ def request_parameters(body: Mapping[str, Any] | None) -> Attributes:
     return attributes
 
 
-def attempt_attributes(record: RequestRecord, attempt: AttemptRecord, index: int, user_id: str | None) -> Attributes:
-    """Attributes of the client span of one upstream attempt (``index`` counts from 0)."""
+def attempt_attributes(
+    record: RequestRecord, attempt: AttemptRecord, index: int, user_id: str | None, system: str | None = None
+) -> Attributes:
+    """Attributes of the client span of one upstream attempt (``index`` counts from 0); ``system``: the provider's
+    ``gen_ai.provider.name`` when it is not its configured name."""
     attributes: Attributes = {
         OPERATION_NAME: record.operation,
-        SYSTEM: attempt.provider,
-        PROVIDER_NAME: attempt.provider,
+        SYSTEM: system or attempt.provider,
+        PROVIDER_NAME: system or attempt.provider,
         REQUEST_MODEL: attempt.model,
         GATEWAY_ATTEMPT: index + 1,
         GATEWAY_MODEL_GROUP: record.model,
@@ -149,12 +168,14 @@ def server_attributes(record: RequestRecord, user_id: str | None) -> Attributes:
     return attributes
 
 
-def metric_attributes(attempt: AttemptRecord, response_model: str | None, operation: str = OPERATION) -> Attributes:
+def metric_attributes(
+    attempt: AttemptRecord, response_model: str | None, operation: str = OPERATION, system: str | None = None
+) -> Attributes:
     """Attributes of ``gen_ai.client.operation.duration`` (and, plus the token type, of token usage)."""
     attributes: Attributes = {
         OPERATION_NAME: operation,
-        SYSTEM: attempt.provider,
-        PROVIDER_NAME: attempt.provider,
+        SYSTEM: system or attempt.provider,
+        PROVIDER_NAME: system or attempt.provider,
         REQUEST_MODEL: attempt.model,
     }
     if attempt.error is not None:
