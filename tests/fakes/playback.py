@@ -20,7 +20,15 @@ JSON = dict[str, Any]
 
 
 class ProviderWire(Protocol):
-    """What a provider's wire module offers the fake server (``openai_wire``, ``anthropic_wire``)."""
+    """What a provider's wire module offers the fake server (``openai_wire``, ``anthropic_wire``).
+
+    A wire may also define these, which the fake uses when present (the cloud providers' wires need them):
+    ``chat_routes`` (aiohttp path patterns served as chat, e.g. ``/model/{model}/converse``; default
+    ``(chat_path,)``) with ``is_chat(path)``; ``request_view(method, path, query, body)`` (the body the wire judges and
+    answers: e.g. the model and ``stream`` read from the URL; the recorded body stays as sent); ``authenticate(method,
+    path_qs, headers, raw)`` (instead of ``check_auth``: for a signature over the whole request);
+    ``stream_content_type``; and ``error_headers(status, body)`` (headers every error answer carries).
+    """
 
     kind: str
     chat_path: str
@@ -42,7 +50,9 @@ class ProviderWire(Protocol):
 
 def json_answer(wire: ProviderWire, status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
     """A JSON response with the provider's request-id header, like every real answer carries."""
-    all_headers = {wire.request_id_header: f"req_{uuid.uuid4().hex[:24]}", **(headers or {})}
+    error_headers = getattr(wire, "error_headers", None)
+    extra = error_headers(status, body) if status >= 400 and error_headers is not None else {}
+    all_headers = {wire.request_id_header: f"req_{uuid.uuid4().hex[:24]}", **extra, **(headers or {})}
     return web.Response(status=status, text=dumps(body), content_type="application/json", headers=all_headers)
 
 
@@ -163,7 +173,7 @@ async def _stream(
     error: tuple[int, bytes] | None = None,
 ) -> web.StreamResponse:
     """Send ``plan``; at most one of ``cut_after`` / ``stall`` / ``error`` changes how it ends."""
-    response = await _open(request, wire, "text/event-stream; charset=utf-8")
+    response = await _open(request, wire, getattr(wire, "stream_content_type", "text/event-stream; charset=utf-8"))
     await _write(response, plan.head)
     for sent, chunk in enumerate(plan.chunks):
         if sent == cut_after:

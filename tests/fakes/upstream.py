@@ -16,6 +16,7 @@ import json
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -34,6 +35,12 @@ _NO_EMBEDDINGS_PATH = "/v1/embeddings"
 _RESPONSES_PATHS = {"openai": "/v1/responses", "groq": "/openai/v1/responses", "anthropic": "/v1/responses"}
 
 ProviderKind = Literal["openai", "anthropic", "groq"]
+# Each kind of fake: its wire (from the API key it accepts), and the path its base URL ends in.
+_KINDS: dict[str, tuple[Callable[[str], ProviderWire], str]] = {
+    "openai": (lambda key: OpenAIWire("openai", key), "/v1"),
+    "groq": (lambda key: OpenAIWire("groq", key), "/openai/v1"),
+    "anthropic": (AnthropicWire, ""),
+}
 # What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
 CountBehaviour = Reply | Fail | Delay | Drop
 
@@ -72,13 +79,11 @@ class FakeProvider:
     """
 
     def __init__(self, kind: ProviderKind, *, api_key: str | None = None) -> None:
-        if kind not in ("openai", "anthropic", "groq"):
+        if kind not in _KINDS:
             raise ValueError(f"unknown provider kind {kind!r}")
         self.kind: ProviderKind = kind
         self._api_key = api_key or f"test-{kind}-key"
-        self._wire: ProviderWire = (
-            AnthropicWire(self._api_key) if kind == "anthropic" else OpenAIWire(kind, self._api_key)
-        )
+        self._wire: ProviderWire = _KINDS[kind][0](self._api_key)
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
         self._count_queue: deque[CountBehaviour] = deque()
@@ -108,8 +113,7 @@ class FakeProvider:
     @property
     def base_url(self) -> str:
         """The base URL the official SDK of this provider expects (Anthropic's has no ``/v1``)."""
-        root = f"http://127.0.0.1:{self.port}"
-        return {"openai": f"{root}/v1", "groq": f"{root}/openai/v1", "anthropic": root}[self.kind]
+        return f"http://127.0.0.1:{self.port}{_KINDS[self.kind][1]}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -152,7 +156,10 @@ class FakeProvider:
 
     @property
     def chat_requests(self) -> list[Recorded]:
-        """A snapshot of the chat requests only (``/chat/completions`` or ``/v1/messages``)."""
+        """A snapshot of the chat requests only (``/chat/completions``, ``/v1/messages``, or a cloud's routes)."""
+        is_chat = getattr(self._wire, "is_chat", None)
+        if is_chat is not None:
+            return [r for r in self.requests if is_chat(r.path)]
         return [r for r in self.requests if r.path == self._wire.chat_path]
 
     @property
@@ -240,7 +247,8 @@ class FakeProvider:
 
     async def _serve(self, sock: socket.socket) -> None:
         app = web.Application(client_max_size=_MAX_BODY)
-        app.router.add_post(self._wire.chat_path, self._chat)
+        for route in getattr(self._wire, "chat_routes", (self._wire.chat_path,)):
+            app.router.add_post(route, self._chat)
         if isinstance(self._wire, AnthropicWire):
             app.router.add_post(self._wire.count_tokens_path, self._count_tokens)
         if isinstance(self._wire, OpenAIWire):
@@ -277,6 +285,15 @@ class FakeProvider:
             self._chat_count += chat
         return body
 
+    @staticmethod
+    def _auth_problem(wire: ProviderWire, request: web.Request, raw: bytes) -> tuple[int, Any] | None:
+        """The wire's verdict on the request's credentials: over the whole request when it signs one (SigV4)."""
+        authenticate = getattr(wire, "authenticate", None)
+        if authenticate is not None:
+            problem: tuple[int, Any] | None = authenticate(request.method, request.path_qs, request.headers, raw)
+            return problem
+        return wire.check_auth(request.headers)
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, self._wire, chat=True)
 
@@ -287,7 +304,10 @@ class FakeProvider:
     async def _answer(self, request: web.Request, wire: ProviderWire, *, chat: bool) -> web.StreamResponse:
         """A chat or Responses request: checked like the real API, then answered by the next behaviour."""
         body = await self._record(request, chat=chat)
-        problem = wire.check_auth(request.headers) or wire.check_request(body, request.headers)
+        request_view = getattr(wire, "request_view", None)
+        if request_view is not None and isinstance(body, dict):  # the model or ``stream`` said by the URL
+            body = request_view(request.method, request.path, request.query, body)
+        problem = self._auth_problem(wire, request, await request.read()) or wire.check_request(body, request.headers)
         if problem is not None:
             return json_answer(wire, *problem)
         with self._lock:
