@@ -13,7 +13,16 @@ import sys
 from llm_gateway.store.db import HEAD_REVISION, head_revision
 
 # What an embedded gateway (no REDIS_URL, no JWT, no OTLP export, schema at head) must not import.
-OPTIONAL = ("alembic", "redis", "jwt", "cryptography", "opentelemetry.sdk", "sqlalchemy.dialects.postgresql")
+OPTIONAL = (
+    "alembic",
+    "redis",
+    "jwt",
+    "cryptography",
+    "opentelemetry.sdk",
+    "sqlalchemy.dialects.postgresql",
+    "botocore",  # the Bedrock extra
+    "google.auth",  # the Vertex AI extra
+)
 
 
 def imported_after(statement: str) -> list[str]:
