@@ -130,12 +130,16 @@ class SecretMask:
 
 
 class ErrorFields(NamedTuple):
-    """What an adapter reads from its upstream's error body."""
+    """What an adapter reads from its upstream's error body (and headers: ``error_fields`` may read both).
+
+    ``retryable`` overrides the status's verdict (``errors.is_retryable_status``) where the body says more: an
+    invalid key sent as a 400 is the gateway's credentials failing (fall back), not the caller's request."""
 
     message: str | None
     type: str | None = None
     code: str | None = None
     param: str | None = None
+    retryable: bool | None = None
 
 
 class HttpAdapter:
@@ -178,8 +182,8 @@ class HttpAdapter:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    def error_fields(self, parsed: Any) -> ErrorFields:
-        """The upstream's error body (parsed JSON, or None) -> message, type, code, param."""
+    def error_fields(self, parsed: Any, headers: Mapping[str, str]) -> ErrorFields:
+        """The upstream's error body (parsed JSON, or None) and headers -> message, type, code, param."""
         raise NotImplementedError
 
     def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
@@ -236,8 +240,8 @@ class HttpAdapter:
             parsed: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
             parsed = None
-        fields = self.error_fields(parsed)
-        return ProviderRejected(
+        fields = self.error_fields(parsed, response.headers)
+        rejected = ProviderRejected(
             self.mask(fields.message or f"{self.name} returned HTTP {response.status}"),
             provider=self.name,
             upstream_status=response.status,
@@ -246,6 +250,9 @@ class HttpAdapter:
             param=fields.param,
             retry_after_seconds=retry_after_seconds(response.headers),
         )
+        if fields.retryable is not None:
+            rejected.retryable = fields.retryable
+        return rejected
 
 
 class EventStream:

@@ -7,6 +7,7 @@ answer comes back as the upstream's own bytes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ class OpenAICompatProvider(HttpAdapter):
         response = await self.open_stream(self._outgoing(body, model, stream=True), timeout=timeout)
         return OpenAIStream(self, response, deadline)
 
-    def error_fields(self, parsed: Any) -> ErrorFields:
+    def error_fields(self, parsed: Any, headers: Mapping[str, str]) -> ErrorFields:
         error = parsed.get("error") if isinstance(parsed, dict) else None
         if not isinstance(error, dict):
             return ErrorFields(None)

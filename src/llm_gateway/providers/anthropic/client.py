@@ -99,7 +99,7 @@ class AnthropicProvider(HttpAdapter):
     def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
         return dropped_params(body, model, default_max_tokens=self._default_max_tokens)
 
-    def error_fields(self, parsed: Any) -> ErrorFields:
+    def error_fields(self, parsed: Any, headers: Mapping[str, str]) -> ErrorFields:
         error = parsed.get("error") if isinstance(parsed, dict) else None
         kind = error.get("type") if isinstance(error, dict) else None
         return ErrorFields(anthropic_error_message(parsed), _ERROR_TYPES.get(kind or "", "invalid_request_error"))
