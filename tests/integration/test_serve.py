@@ -97,3 +97,35 @@ def test_bad_configuration_stops_start_up_naming_the_field(tmp_path: Path, env: 
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("provider", "hidden", "extra"),
+    [
+        ("{type: bedrock, region: us-east-1}", "botocore", "bedrock"),
+        ("{type: vertex, project: p, location: global}", "google.auth", "vertex"),
+    ],
+)
+def test_a_cloud_provider_without_its_extra_stops_start_up_naming_the_extra(
+    tmp_path: Path, provider: str, hidden: str, extra: str
+) -> None:
+    """As on a machine where the extra was not installed: the module is hidden from the process (a ``None`` in
+    ``sys.modules`` is how Python marks a module that cannot be imported)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(f"import sys\nsys.modules[{hidden!r}] = None\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"providers:\n  cloud: {provider}\nmodels:\n  m: [{{provider: cloud, model: x}}]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_gateway", "serve"],
+        env={**base_env(tmp_path), "GATEWAY_CONFIG": str(config), "PYTHONPATH": str(site)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"llm-gateway: configuration error: providers.cloud: type {provider[7 : provider.index(',')]} needs {hidden}, "
+        f"which is not installed: pip install 'llm-gateway[{extra}]'"
+    )

@@ -230,3 +230,31 @@ def test_importing_the_book_leaves_genai_prices_for_start_up() -> None:
     probe = "import sys, llm_gateway.app, llm_gateway.pricing_book; print('genai_prices' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("kind", "base_url", "vendor"),
+    [
+        ("bedrock", "", "aws"),  # the endpoint comes from the region
+        ("bedrock", "http://127.0.0.1:9", "aws"),  # a proxy or a fake of Bedrock: still AWS's prices
+        ("azure", "http://127.0.0.1:9", "azure"),
+        ("gemini", "https://generativelanguage.googleapis.com", "google"),
+        ("vertex", "", "google"),
+    ],
+)
+def test_a_cloud_type_is_its_vendor_whatever_the_url(kind: str, base_url: str, vendor: str) -> None:
+    assert Catalogue().vendor("mine", base_url, kind) == vendor
+
+
+@pytest.mark.parametrize(
+    ("vendor", "model"),
+    [
+        ("aws", "anthropic.claude-3-haiku-20240307-v1:0"),  # Bedrock's model ids
+        ("aws", "us.anthropic.claude-3-5-haiku-20241022-v1:0"),  # ... and its cross-region inference profiles
+        ("azure", "gpt-4o-mini"),
+        ("google", "gemini-2.5-flash"),
+    ],
+)
+def test_the_clouds_model_names_are_priced_from_genai_prices(vendor: str, model: str) -> None:
+    price = Catalogue().price(vendor, model)
+    assert price is not None and price.input_per_mtok > 0 and price.output_per_mtok > 0

@@ -376,3 +376,42 @@ async def test_a_skip_mixed_with_an_upstream_failure_is_the_502_of_the_failure()
         await make_router(a, b).complete({}, "group")
     assert failed.value.status_code == 502
     assert [(x.provider, x.status) for x in failed.value.attempts] == [("a", 500)]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("bedrock/anthropic.claude-3-haiku-20240307-v1:0", ("aws-east", "anthropic.claude-3-haiku-20240307-v1:0")),
+        ("azure/my-gpt-4o", ("azure-eu", "my-gpt-4o")),
+        ("vertex/gemini-2.5-flash", ("vertex", "gemini-2.5-flash")),
+        ("gemini-2.5-flash", ("gemini", "gemini-2.5-flash")),
+        ("aws-west/amazon.nova-lite-v1:0", ("aws-west", "amazon.nova-lite-v1:0")),  # a provider's name wins
+    ],
+)
+def test_cloud_prefixes_route_to_the_first_provider_of_that_type(model: str, expected: tuple[str, str]) -> None:
+    names = ("aws-east", "aws-west", "azure-eu", "vertex", "gemini")
+    types = {"aws-east": "bedrock", "aws-west": "bedrock", "azure-eu": "azure", "vertex": "vertex", "gemini": "gemini"}
+    router = Router(
+        {},
+        {name: ScriptedProvider(name) for name in names},
+        Cooldowns(3, 30),
+        attempt_timeout=5,
+        request_timeout=5,
+        provider_types=types,
+    )
+    [deployment] = router.deployments(model)
+    assert (deployment.provider, deployment.model) == expected
+
+
+def test_a_type_prefix_without_a_usable_provider_of_that_type_is_not_found() -> None:
+    router = Router(
+        {},
+        {"openai": ScriptedProvider("openai")},
+        Cooldowns(3, 30),
+        attempt_timeout=5,
+        request_timeout=5,
+        provider_types={"openai": "openai", "aws": "bedrock"},  # "aws" has no adapter: it had no credentials
+    )
+    for model in ("bedrock/amazon.nova-lite-v1:0", "gemini-2.5-flash"):
+        with pytest.raises(ModelNotFound):
+            router.deployments(model)

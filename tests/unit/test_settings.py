@@ -177,3 +177,62 @@ def test_bad_yaml_names_the_field(tmp_path: Path, text: str, field: str) -> None
 def test_expand_env_walks_nested_values() -> None:
     tree = {"a": ["${X}-${Y}", 3, {"b": "${X}"}], "c": None}
     assert expand_env(tree, {"X": "1"}) == {"a": ["1-", 3, {"b": "1"}], "c": None}
+
+
+CLOUDS = """
+providers:
+  eu: {type: azure, base_url: "https://myres.openai.azure.com", api_version: "2024-10-21", api_key: k}
+  entra: {type: azure, base_url: "https://myres.openai.azure.com", azure_ad_token: "${ENTRA_TOKEN}"}
+  aws: {type: bedrock}
+  gcp: {type: vertex, credentials_file: /etc/sa.json}
+  google: {type: gemini, api_key: g}
+"""
+
+
+def test_cloud_providers_take_region_project_and_keys_from_the_clouds_variables(tmp_path: Path) -> None:
+    env = {
+        "GATEWAY_CONFIG": write(tmp_path, CLOUDS),
+        "AWS_REGION": "eu-west-3",
+        "AWS_BEARER_TOKEN_BEDROCK": "bedrock-key",
+        "GOOGLE_CLOUD_PROJECT": "proj",
+        "GOOGLE_CLOUD_LOCATION": "europe-west4",
+        "ENTRA_TOKEN": "entra",
+    }
+    providers = load_settings(env).providers
+    assert providers["aws"].region == "eu-west-3"
+    assert providers["aws"].api_key is not None and providers["aws"].api_key.get_secret_value() == "bedrock-key"
+    assert (providers["gcp"].project, providers["gcp"].location) == ("proj", "europe-west4")
+    assert providers["google"].base_url == "https://generativelanguage.googleapis.com"
+    assert providers["eu"].api_version == "2024-10-21"
+    assert all(provider.usable for provider in providers.values())
+    del env["ENTRA_TOKEN"]
+    assert not load_settings(env).providers["entra"].usable  # neither api_key nor a token
+
+
+@pytest.mark.parametrize(
+    ("yaml", "env", "message"),
+    [
+        ("{aws: {type: bedrock}}", {}, "providers.aws.region: required (or AWS_REGION) for a provider of type bedrock"),
+        (
+            "{gcp: {type: vertex, location: global}}",
+            {},
+            "providers.gcp.project: required (or GOOGLE_CLOUD_PROJECT) for a provider of type vertex",
+        ),
+        ("{eu: {type: azure, api_key: k}}", {}, "providers.eu.base_url: required for a provider of type azure"),
+    ],
+)
+def test_a_cloud_provider_missing_where_it_is_says_what_to_set(
+    tmp_path: Path, yaml: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"GATEWAY_CONFIG": write(tmp_path, f"providers: {yaml}"), **env})
+    assert str(caught.value) == message
+
+
+def test_a_setting_of_another_type_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers: {openai: {type: openai, region: us-east-1}}")
+    with pytest.raises(ConfigError, match="'region' is a setting of type bedrock providers, not of type openai"):
+        load_settings({"GATEWAY_CONFIG": path})
+    half = write(tmp_path, "providers: {aws: {type: bedrock, region: us-east-1, aws_access_key_id: AKIA}}")
+    with pytest.raises(ConfigError, match="set both aws_access_key_id and aws_secret_access_key, or neither"):
+        load_settings({"GATEWAY_CONFIG": half})

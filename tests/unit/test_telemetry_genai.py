@@ -176,3 +176,28 @@ def test_an_embeddings_request_is_named_so_on_its_spans_and_metrics() -> None:
     assert genai.attempt_attributes(record, answered, 1, None)[genai.OPERATION_NAME] == "embeddings"
     assert genai.metric_attributes(answered, None, record.operation)[genai.OPERATION_NAME] == "embeddings"
     assert genai.span_name("text-embedding-3-small", record.operation) == "embeddings text-embedding-3-small"
+
+
+def test_cloud_providers_are_named_as_the_conventions_name_them() -> None:
+    systems = genai.provider_systems(
+        {
+            "openai": "openai",
+            "groq": "openai",
+            "claude": "anthropic",
+            "eu": "azure",
+            "aws": "bedrock",
+            "gemini": "gemini",
+            "gcp": "vertex",
+        }
+    )
+    assert systems == {
+        "claude": "anthropic",
+        "eu": "azure.ai.openai",
+        "aws": "aws.bedrock",
+        "gemini": "gcp.gemini",
+        "gcp": "gcp.vertex_ai",
+    }
+    attempt = fallback_record().attempts[0]
+    assert genai.metric_attributes(attempt, None, system="aws.bedrock")["gen_ai.provider.name"] == "aws.bedrock"
+    spans = genai.attempt_attributes(fallback_record(), attempt, 0, None, "gcp.vertex_ai")
+    assert (spans["gen_ai.provider.name"], spans["gen_ai.system"]) == ("gcp.vertex_ai", "gcp.vertex_ai")
