@@ -374,7 +374,9 @@ def serve_forever(
             access_log=False,  # one structured line per request comes from the gateway itself
             log_config=None,  # keep setup_logging's handler (each worker sets it up again: create_app_from_env)
             log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=30,
+            # A request ends within REQUEST_TIMEOUT_SECONDS, fallbacks and a whole stream included: SIGTERM waits
+            # that long for those in flight (the deploy files' grace periods allow for it); a second Ctrl-C forces.
+            timeout_graceful_shutdown=settings.request_timeout_seconds,
             **(_reload_options(config) if reload else {}),
         )
     finally:
