@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
@@ -82,6 +83,21 @@ def field_text(value: int | Decimal | str | None) -> str:
         whole, _, fraction = f"{value.normalize():f}".partition(".")
         return f"{whole}.{fraction.ljust(2, '0')}"
     return str(value)
+
+
+class HasLimits(Protocol):
+    monthly_token_budget: int | None
+    monthly_budget_usd: Decimal | None
+    rate_limit_per_minute: int | None
+
+
+def limit_values(holder: HasLimits | None) -> dict[str, str]:
+    """The three limit fields of a key's, a user's or a team's form as their stored values fill it (empty: none)."""
+    return {
+        "monthly_token_budget": field_text(holder.monthly_token_budget if holder else None),
+        "monthly_budget_usd": field_text(holder.monthly_budget_usd if holder else None),
+        "rpm": field_text(holder.rate_limit_per_minute if holder else None),
+    }
 
 
 def limit_fields(form: Form) -> dict[str, int | str | None]:

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from llm_gateway.auth.admin import KeyCreate, KeyLimits, KeyPublic
 from llm_gateway.console.deps import AccountsDep, Console, ConsoleDep, ConsoleRoute, PostedDep, SignedInDep
-from llm_gateway.console.forms import LIMIT_LABELS, Form, FormError, field_text, limit_fields, messages
+from llm_gateway.console.forms import LIMIT_LABELS, Form, FormError, limit_fields, limit_values, messages
 from llm_gateway.console.session import SignedIn
 from llm_gateway.errors import FrameworkError
 
@@ -116,11 +116,7 @@ def _key_page(
     status: int = 200,
 ) -> HTMLResponse:
     if values is None:
-        values = {
-            "monthly_token_budget": field_text(key.monthly_token_budget),
-            "monthly_budget_usd": field_text(key.monthly_budget_usd),
-            "rpm": field_text(key.rate_limit_per_minute),
-        }
+        values = limit_values(key)
     context = {"key": key, "state": key_state(key, datetime.now(UTC)), "values": values, "errors": errors or []}
     context["notice"] = notice
     return console.pages.render(request, "key.html", context, signed_in=session, current="keys", status=status)

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from llm_gateway.api.usage import ledger_and_limits, parse_month
 from llm_gateway.auth.admin import TeamLimits, TeamPublic, check_team_id
 from llm_gateway.console.deps import AccountsDep, Console, ConsoleDep, ConsoleRoute, PostedDep, SignedInDep
-from llm_gateway.console.forms import LIMIT_LABELS, Form, FormError, field_text, limit_fields, messages
+from llm_gateway.console.forms import LIMIT_LABELS, Form, FormError, limit_fields, limit_values, messages
 from llm_gateway.console.session import SignedIn
 from llm_gateway.errors import FrameworkError, InvalidRequest
 from llm_gateway.reports import ScopeMonth, team_month
@@ -95,11 +95,7 @@ async def _team_page(
     status: int = 200,
 ) -> HTMLResponse:
     if values is None:
-        values = {
-            "monthly_token_budget": field_text(team.monthly_token_budget),
-            "monthly_budget_usd": field_text(team.monthly_budget_usd),
-            "rpm": field_text(team.rate_limit_per_minute),
-        }
+        values = limit_values(team)
     context = {
         "team": team,
         "usage": await _month(request, team, parse_month(None)),

@@ -19,7 +19,7 @@ from llm_gateway.auth.admin import UserLimits, UserPublic
 from llm_gateway.auth.overrides import Defaults
 from llm_gateway.auth.users import load_user_identity
 from llm_gateway.console.deps import AccountsDep, Console, ConsoleDep, ConsoleRoute, PostedDep, SignedInDep
-from llm_gateway.console.forms import LIMIT_LABELS, Form, FormError, field_text, limit_fields, messages
+from llm_gateway.console.forms import LIMIT_LABELS, Form, FormError, limit_fields, limit_values, messages
 from llm_gateway.console.session import SignedIn
 from llm_gateway.errors import InvalidRequest
 from llm_gateway.pricing import ZERO
@@ -114,12 +114,7 @@ async def _user_page(
     identity = await load_user_identity(request.app.state.database, user_id, Defaults.of(console.settings))
     report = await caller_report(identity, parse_month(None), *ledger_and_limits(request))
     if values is None:
-        values = {
-            "monthly_token_budget": field_text(user.monthly_token_budget if user else None),
-            "monthly_budget_usd": field_text(user.monthly_budget_usd if user else None),
-            "rpm": field_text(user.rate_limit_per_minute if user else None),
-            "team_id": (user.team_id if user else None) or "",
-        }
+        values = {**limit_values(user), "team_id": (user.team_id if user else None) or ""}
     context = {
         "user_id": user_id,
         "user": user,
