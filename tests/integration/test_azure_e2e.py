@@ -275,6 +275,9 @@ def test_the_messages_api_through_azure(
     assert first["max_completion_tokens"] == 64
 
 
+FILTERED: list[anthropic.types.MessageParam] = [{"role": "user", "content": FILTER_TRIGGER}]
+
+
 def test_a_prompt_the_content_filter_refuses_through_the_messages_api(
     azure_gateway: GatewayServer, claude: MakeAnthropic
 ) -> None:
