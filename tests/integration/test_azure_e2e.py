@@ -336,3 +336,16 @@ def test_no_secret_in_answers_or_logs(
 
 def _logged(records: list[logging.LogRecord], render: Callable[[Any], str] = repr) -> str:
     return "\n".join(f"{record.getMessage()} {render(record.__dict__)}" for record in records)
+
+
+def test_an_answer_filtered_on_the_way_out_through_messages_and_responses(
+    azure_gateway: GatewayServer, claude: MakeAnthropic, sdk: MakeSdk, azure_fake: FakeProvider
+) -> None:
+    azure_fake.push(*[Reply("The first part", finish_reason="content_filter")] * 2)
+    message = claude(azure_gateway, create_key(azure_gateway.base_url)).messages.create(
+        model="chat", max_tokens=64, messages=[{"role": "user", "content": "Hi."}]
+    )
+    assert message.stop_reason == "refusal"
+    response = sdk(azure_gateway).responses.create(model="chat", input="Hi again.")
+    assert response.status == "incomplete" and response.incomplete_details is not None
+    assert (response.incomplete_details.reason, response.output_text) == ("content_filter", "The first part")
