@@ -11,7 +11,7 @@ import pytest
 
 from .upstream import FakeProvider
 
-__all__ = ["anthropic_fake", "groq_fake", "openai_fake"]
+__all__ = ["anthropic_fake", "azure_fake", "groq_fake", "openai_fake"]
 
 
 @pytest.fixture
@@ -32,4 +32,11 @@ def anthropic_fake() -> Iterator[FakeProvider]:
 def groq_fake() -> Iterator[FakeProvider]:
     """A fake Groq at ``groq_fake.base_url`` (ends in ``/openai/v1``)."""
     with FakeProvider("groq") as fake:
+        yield fake
+
+
+@pytest.fixture
+def azure_fake() -> Iterator[FakeProvider]:
+    """A fake Azure OpenAI resource at ``azure_fake.base_url`` (its origin; clients add ``/openai/…``)."""
+    with FakeProvider("azure") as fake:
         yield fake

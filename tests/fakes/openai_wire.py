@@ -94,10 +94,11 @@ class OpenAIWire:
     request_id_header = "x-request-id"
     stream_error_status = 500
 
-    def __init__(self, kind: str, api_key: str) -> None:
+    def __init__(self, kind: str, api_key: str, *, prefix: str | None = None) -> None:
         self.kind = kind
         self.api_key = api_key
-        prefix = "/openai/v1" if kind == "groq" else "/v1"
+        if prefix is None:
+            prefix = "/openai/v1" if kind == "groq" else "/v1"
         self.chat_path = f"{prefix}/chat/completions"
         self.models_path = f"{prefix}/models"
         self.embeddings_path = f"{prefix}/embeddings"

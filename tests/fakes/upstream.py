@@ -24,6 +24,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from .anthropic_wire import AnthropicWire, count_tokens
+from .azure_wire import AzureWire
 from .behaviours import Behaviour, Delay, Drop, Fail, Reply
 from .openai_wire import OpenAIWire
 from .playback import ProviderWire, json_answer, play
@@ -32,14 +33,20 @@ from .responses_wire import ResponsesWire
 # Where an embeddings request goes when the provider has none (Anthropic): its 404, recorded like any request.
 _NO_EMBEDDINGS_PATH = "/v1/embeddings"
 # Where a Responses request goes (``<base_url>/responses``); only the OpenAI fake answers it.
-_RESPONSES_PATHS = {"openai": "/v1/responses", "groq": "/openai/v1/responses", "anthropic": "/v1/responses"}
+_RESPONSES_PATHS = {
+    "openai": "/v1/responses",
+    "groq": "/openai/v1/responses",
+    "anthropic": "/v1/responses",
+    "azure": "/openai/v1/responses",
+}
 
-ProviderKind = Literal["openai", "anthropic", "groq"]
+ProviderKind = Literal["openai", "anthropic", "groq", "azure"]
 # Each kind of fake: its wire (from the API key it accepts), and the path its base URL ends in.
 _KINDS: dict[str, tuple[Callable[[str], ProviderWire], str]] = {
     "openai": (lambda key: OpenAIWire("openai", key), "/v1"),
     "groq": (lambda key: OpenAIWire("groq", key), "/openai/v1"),
     "anthropic": (AnthropicWire, ""),
+    "azure": (AzureWire, ""),
 }
 # What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
 CountBehaviour = Reply | Fail | Delay | Drop
@@ -78,12 +85,18 @@ class FakeProvider:
     refused with ``previous_response_not_found``.
     """
 
-    def __init__(self, kind: ProviderKind, *, api_key: str | None = None) -> None:
+    def __init__(self, kind: ProviderKind, *, api_key: str | None = None, base_path: str | None = None) -> None:
+        """``base_path``: the OpenAI fake's wire under another path than ``/v1`` (a vendor's, e.g. ``/api/v1``)."""
         if kind not in _KINDS:
             raise ValueError(f"unknown provider kind {kind!r}")
+        if base_path is not None and kind != "openai":
+            raise ValueError("base_path is an option of the openai fake")
         self.kind: ProviderKind = kind
         self._api_key = api_key or f"test-{kind}-key"
-        self._wire: ProviderWire = _KINDS[kind][0](self._api_key)
+        self._base_path = _KINDS[kind][1] if base_path is None else base_path
+        self._wire: ProviderWire = (
+            _KINDS[kind][0](self._api_key) if base_path is None else OpenAIWire(kind, self._api_key, prefix=base_path)
+        )
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
         self._count_queue: deque[CountBehaviour] = deque()
@@ -113,7 +126,7 @@ class FakeProvider:
     @property
     def base_url(self) -> str:
         """The base URL the official SDK of this provider expects (Anthropic's has no ``/v1``)."""
-        return f"http://127.0.0.1:{self.port}{_KINDS[self.kind][1]}"
+        return f"http://127.0.0.1:{self.port}{self._base_path}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -164,8 +177,11 @@ class FakeProvider:
 
     @property
     def embeddings_requests(self) -> list[Recorded]:
-        """A snapshot of the embeddings requests (``<base_url>/embeddings``), rejected ones included; for the
-        Anthropic fake, the ``/v1/embeddings`` requests it answered with 404."""
+        """A snapshot of the embeddings requests (``<base_url>/embeddings``, or a cloud's routes), rejected ones
+        included; for the Anthropic fake, the ``/v1/embeddings`` requests it answered with 404."""
+        is_embeddings = getattr(self._wire, "is_embeddings", None)
+        if is_embeddings is not None:
+            return [r for r in self.requests if is_embeddings(r.path)]
         return [r for r in self.requests if r.path == self._embeddings_path]
 
     @property
@@ -252,7 +268,8 @@ class FakeProvider:
         if isinstance(self._wire, AnthropicWire):
             app.router.add_post(self._wire.count_tokens_path, self._count_tokens)
         if isinstance(self._wire, OpenAIWire):
-            app.router.add_post(self._wire.embeddings_path, self._embeddings)
+            for route in getattr(self._wire, "embeddings_routes", (self._wire.embeddings_path,)):
+                app.router.add_post(route, self._embeddings)
         if self._responses_wire is not None:
             app.router.add_post(self._responses_wire.path, self._responses)
         app.router.add_get(self._wire.models_path, self._models)
@@ -318,7 +335,10 @@ class FakeProvider:
         body = await self._record(request, chat=False)
         wire = self._wire
         assert isinstance(wire, OpenAIWire)
-        problem = wire.check_auth(request.headers) or wire.check_embeddings(body)
+        request_view = getattr(wire, "request_view", None)
+        if request_view is not None and isinstance(body, dict):
+            body = request_view(request.method, request.path, request.query, body)
+        problem = self._auth_problem(wire, request, await request.read()) or wire.check_embeddings(body)
         if problem is not None:
             return json_answer(wire, *problem)
         with self._lock:

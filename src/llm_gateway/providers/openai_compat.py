@@ -13,19 +13,37 @@ from typing import Any
 import orjson
 
 from llm_gateway.errors import ProviderProtocolError, UpstreamStreamError
-from llm_gateway.http import DEFAULT_BOUNDS, SSEEvent, UpstreamBounds
+from llm_gateway.http import DEFAULT_BOUNDS, SSEEvent, UpstreamBounds, UpstreamResponse
 from llm_gateway.providers.adapter import ErrorFields, EventStream, HttpAdapter
 from llm_gateway.schemas.core import Completion, Usage
 from llm_gateway.settings import ProviderConfig
 
 
 class OpenAICompatProvider(HttpAdapter):
+    """A subclass whose server puts the same wire elsewhere (Azure) overrides ``credentials`` and the two paths,
+    or ``chat_head``/``embeddings_head`` when the path depends on the model."""
+
+    chat_path = "/chat/completions"
+    embeddings_path = "/embeddings"
+
     def __init__(self, name: str, config: ProviderConfig, bounds: UpstreamBounds = DEFAULT_BOUNDS) -> None:
-        secret = config.api_key.get_secret_value() if config.api_key else ""
-        headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-        super().__init__(name, config, bounds, path="/chat/completions", headers=headers, secret=secret)
+        auth, secret = self.credentials(config)
+        headers = {**auth, "Content-Type": "application/json"}
+        super().__init__(name, config, bounds, path=self.chat_path, headers=headers, secret=secret)
         self._renames_cap = config.max_tokens_field == "max_tokens"
-        self._embeddings_head = self.request_head("/embeddings")
+        self._embeddings_head = self.request_head(self.embeddings_path)
+
+    def credentials(self, config: ProviderConfig) -> tuple[dict[str, str], str]:
+        """The auth header(s) every call carries, and the secret in them (masked in every message)."""
+        secret = config.api_key.get_secret_value() if config.api_key else ""
+        return {"Authorization": f"Bearer {secret}"}, secret
+
+    def chat_head(self, model: str, *, stream: bool) -> bytes | None:
+        """The head of a chat call to ``model``; None: the adapter's own (one path for every model)."""
+        return None
+
+    def embeddings_head(self, model: str) -> bytes:
+        return self._embeddings_head
 
     def _outgoing(self, body: dict[str, Any], model: str, **fields: Any) -> bytes:
         """The caller's body with only ``model`` replaced (and the cap under the name this server takes)."""
@@ -35,7 +53,8 @@ class OpenAICompatProvider(HttpAdapter):
         return orjson.dumps(out)
 
     async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
-        parsed, raw, status = await self.post_json(self._outgoing(body, model), timeout=timeout)
+        payload = self._outgoing(body, model)
+        parsed, raw, status = await self.post_json(payload, timeout=timeout, head=self.chat_head(model, stream=False))
         if not isinstance(parsed.get("choices"), list):
             raise ProviderProtocolError(
                 f"{self.name} answered without choices", provider=self.name, upstream_status=status
@@ -44,7 +63,7 @@ class OpenAICompatProvider(HttpAdapter):
 
     async def embeddings(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
         payload = orjson.dumps({**body, "model": model})
-        parsed, raw, status = await self.post_json(payload, timeout=timeout, head=self._embeddings_head)
+        parsed, raw, status = await self.post_json(payload, timeout=timeout, head=self.embeddings_head(model))
         if not isinstance(parsed.get("data"), list):
             raise ProviderProtocolError(
                 f"{self.name} answered embeddings without data", provider=self.name, upstream_status=status
@@ -52,7 +71,12 @@ class OpenAICompatProvider(HttpAdapter):
         return Completion(parsed, raw)
 
     async def chat_stream(self, body: dict[str, Any], model: str, *, timeout: float, deadline: float) -> OpenAIStream:
-        response = await self.open_stream(self._outgoing(body, model, stream=True), timeout=timeout)
+        payload = self._outgoing(body, model, stream=True)
+        response = await self.open_stream(payload, timeout=timeout, head=self.chat_head(model, stream=True))
+        return self.relay(response, deadline)
+
+    def relay(self, response: UpstreamResponse, deadline: float) -> OpenAIStream:
+        """The stream over an accepted chat stream response."""
         return OpenAIStream(self, response, deadline)
 
     def error_fields(self, parsed: Any, headers: Mapping[str, str]) -> ErrorFields:
@@ -82,7 +106,10 @@ class OpenAIStream(EventStream):
         if data == b"[DONE]":
             self.finished = True
             return ()
-        chunk = self.parse(data)
+        return self.relay_chunk(data, self.parse(data))
+
+    def relay_chunk(self, data: bytes, chunk: dict[str, Any]) -> tuple[bytes, ...]:
+        """One chunk (``data``, parsed as ``chunk``) read for errors, usage and the finish, and relayed."""
         if "error" in chunk:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else None
