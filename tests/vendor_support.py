@@ -15,12 +15,15 @@ class Vendor:
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"]
     prices_as: str | None
     model: str  # a model name it serves, for the examples
+    stream_options: Literal["send", "omit"] = "send"
+    refuses: tuple[str, ...] = ()  # fields the vendor's server answers with 422 (its fake does the same)
 
 
 VENDORS = (
     Vendor("gemini-openai", "https://generativelanguage.googleapis.com/v1beta/openai", "max_completion_tokens",
            "google", "gemini-2.5-flash"),
-    Vendor("mistral", "https://api.mistral.ai/v1", "max_tokens", "mistral", "mistral-small-latest"),
+    Vendor("mistral", "https://api.mistral.ai/v1", "max_tokens", "mistral", "mistral-small-latest", "omit",
+           ("max_completion_tokens", "stream_options")),
     Vendor("deepseek", "https://api.deepseek.com", "max_tokens", "deepseek", "deepseek-chat"),
     Vendor("together", "https://api.together.xyz/v1", "max_tokens", "together",
            "meta-llama/Llama-3.3-70B-Instruct-Turbo"),

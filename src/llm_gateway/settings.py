@@ -134,6 +134,9 @@ class ProviderConfig(BaseModel):
     # The name an OpenAI-compatible server takes for the completion cap the gateway always sends: OpenAI,
     # Groq and vLLM take max_completion_tokens; older servers (Ollama, llama.cpp) know only max_tokens.
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    # Whether a stream is sent ``stream_options: {include_usage: true}`` (how the gateway learns a stream's usage):
+    # "omit" for a server that refuses the field and sends the usage in its last chunk unasked (Mistral).
+    stream_options: Literal["send", "omit"] = "send"
     # The Responses API (/v1/responses): passed through to a server that implements it ("native"), or translated
     # to Chat Completions; unset, only the provider named ``openai`` of type ``openai`` is native.
     responses: Literal["native", "translated"] | None = None
@@ -163,6 +166,8 @@ class ProviderConfig(BaseModel):
             for name in names:
                 if getattr(self, name) is not None:
                     raise ValueError(f"'{name}' is a setting of type {kind} providers, not of type {self.type}")
+        if self.type == "azure" and self.api_key and self.azure_ad_token:
+            raise ValueError("set api_key or azure_ad_token, not both")
         if self.type == "bedrock" and bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
             raise ValueError("set both aws_access_key_id and aws_secret_access_key, or neither")
         return self

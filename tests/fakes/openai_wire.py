@@ -94,9 +94,10 @@ class OpenAIWire:
     request_id_header = "x-request-id"
     stream_error_status = 500
 
-    def __init__(self, kind: str, api_key: str, *, prefix: str | None = None) -> None:
+    def __init__(self, kind: str, api_key: str, *, prefix: str | None = None, refuses: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.api_key = api_key
+        self.refuses = refuses  # fields a stricter OpenAI-compatible server refuses (422), as Mistral does
         if prefix is None:
             prefix = "/openai/v1" if kind == "groq" else "/v1"
         self.chat_path = f"{prefix}/chat/completions"
@@ -171,6 +172,11 @@ class OpenAIWire:
                     f"Invalid value: '{role}'. Supported values are: {supported}.",
                     param=f"messages[{i}].role",
                     code="invalid_value",
+                )
+        for name in self.refuses:
+            if name in body:
+                return 422, self._error(
+                    422, f"Extra inputs are not permitted: {name}", param=name, code="extra_forbidden"
                 )
         if body.get("stream_options") is not None and body.get("stream") is not True:
             message = "The 'stream_options' parameter is only allowed when 'stream' is enabled."

@@ -85,17 +85,27 @@ class FakeProvider:
     refused with ``previous_response_not_found``.
     """
 
-    def __init__(self, kind: ProviderKind, *, api_key: str | None = None, base_path: str | None = None) -> None:
-        """``base_path``: the OpenAI fake's wire under another path than ``/v1`` (a vendor's, e.g. ``/api/v1``)."""
+    def __init__(
+        self,
+        kind: ProviderKind,
+        *,
+        api_key: str | None = None,
+        base_path: str | None = None,
+        refuses: tuple[str, ...] = (),
+    ) -> None:
+        """Options of the openai fake, to play another vendor's server: ``base_path``, its wire under another path
+        than ``/v1`` (e.g. ``/api/v1``); ``refuses``, request fields it answers with 422 (as Mistral does)."""
         if kind not in _KINDS:
             raise ValueError(f"unknown provider kind {kind!r}")
-        if base_path is not None and kind != "openai":
-            raise ValueError("base_path is an option of the openai fake")
+        if (base_path is not None or refuses) and kind != "openai":
+            raise ValueError("base_path and refuses are options of the openai fake")
         self.kind: ProviderKind = kind
         self._api_key = api_key or f"test-{kind}-key"
         self._base_path = _KINDS[kind][1] if base_path is None else base_path
         self._wire: ProviderWire = (
-            _KINDS[kind][0](self._api_key) if base_path is None else OpenAIWire(kind, self._api_key, prefix=base_path)
+            _KINDS[kind][0](self._api_key)
+            if base_path is None and not refuses
+            else OpenAIWire(kind, self._api_key, prefix=base_path, refuses=refuses)
         )
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()

@@ -29,7 +29,7 @@ def vendor(request: pytest.FixtureRequest) -> Vendor:
 
 @pytest.fixture
 def vendor_fake(vendor: Vendor) -> Iterator[FakeProvider]:
-    with FakeProvider("openai", base_path=urlsplit(vendor.base_url).path) as fake:
+    with FakeProvider("openai", base_path=urlsplit(vendor.base_url).path, refuses=vendor.refuses) as fake:
         yield fake
 
 
@@ -38,7 +38,7 @@ def test_a_vendor_configured_as_the_readme_says_answers_chat_and_streams(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     provider = {"type": "openai", "base_url": vendor_fake.base_url, "api_key": vendor_fake.api_key,
-                "max_tokens_field": vendor.max_tokens_field}  # fmt: skip
+                "max_tokens_field": vendor.max_tokens_field, "stream_options": vendor.stream_options}  # fmt: skip
     config = {
         "providers": {vendor.name: provider},
         "models": {"chat": [{"provider": vendor.name, "model": vendor.model}]},
@@ -60,3 +60,4 @@ def test_a_vendor_configured_as_the_readme_says_answers_chat_and_streams(
     assert plain.body == {"model": vendor.model, "messages": HELLO, vendor.max_tokens_field: 40}
     assert streamed.body["model"] == vendor.model and streamed.body["stream"] is True
     assert streamed.body[vendor.max_tokens_field] == 30
+    assert ("stream_options" in streamed.body) == (vendor.stream_options == "send")

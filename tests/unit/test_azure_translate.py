@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from llm_gateway.providers.adapter import ErrorFields
 from llm_gateway.providers.azure import (
@@ -20,7 +20,7 @@ from llm_gateway.providers.azure import (
     resource_url,
 )
 from llm_gateway.providers.registry import provider_class
-from llm_gateway.settings import ConfigError, ProviderConfig
+from llm_gateway.settings import ProviderConfig
 
 BASE = "https://contoso.openai.azure.com"
 
@@ -73,8 +73,8 @@ def test_no_deployment_name_leaves_its_path_segment(name: str) -> None:
 def test_a_key_is_sent_as_api_key_and_a_token_as_bearer_never_both() -> None:
     assert credentials(config(api_key="k-1")) == ({"api-key": "k-1"}, "k-1")
     assert credentials(config(azure_ad_token="eyJ.t")) == ({"Authorization": "Bearer eyJ.t"}, "eyJ.t")
-    with pytest.raises(ConfigError, match="api_key or azure_ad_token, not both"):
-        credentials(config(api_key="k-1", azure_ad_token="eyJ.t"))
+    with pytest.raises(ValidationError, match="set api_key or azure_ad_token, not both"):
+        config(api_key="k-1", azure_ad_token="eyJ.t")
 
 
 async def test_deployment_heads_name_the_deployment_and_version_and_are_built_once() -> None:

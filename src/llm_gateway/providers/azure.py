@@ -17,7 +17,7 @@ import orjson
 from llm_gateway.http import DEFAULT_BOUNDS, SSEEvent, UpstreamBounds, UpstreamResponse
 from llm_gateway.providers.adapter import ErrorFields
 from llm_gateway.providers.openai_compat import OpenAICompatProvider, OpenAIStream
-from llm_gateway.settings import ConfigError, ProviderConfig
+from llm_gateway.settings import ProviderConfig
 
 # -- configuration -------------------------------------------------------------------------------------------
 
@@ -49,11 +49,10 @@ def deployment_path(deployment: str, operation: str, api_version: str) -> str:
 
 
 def credentials(config: ProviderConfig) -> tuple[dict[str, str], str]:
-    """``api-key: <api_key>`` or ``Authorization: Bearer <azure_ad_token>`` (never both), and the secret."""
+    """``api-key: <api_key>`` or ``Authorization: Bearer <azure_ad_token>`` (the settings refuse both), and the
+    secret."""
     key = config.api_key.get_secret_value() if config.api_key else ""
     token = config.azure_ad_token.get_secret_value() if config.azure_ad_token else ""
-    if key and token:
-        raise ConfigError("an azure provider takes api_key or azure_ad_token, not both")
     if token:
         return {"Authorization": f"Bearer {token}"}, token
     return {"api-key": key}, key

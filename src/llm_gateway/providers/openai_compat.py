@@ -31,6 +31,7 @@ class OpenAICompatProvider(HttpAdapter):
         headers = {**auth, "Content-Type": "application/json"}
         super().__init__(name, config, bounds, path=self.chat_path, headers=headers, secret=secret)
         self._renames_cap = config.max_tokens_field == "max_tokens"
+        self._omits_stream_options = config.stream_options == "omit"
         self._embeddings_head = self.request_head(self.embeddings_path)
 
     def credentials(self, config: ProviderConfig) -> tuple[dict[str, str], str]:
@@ -50,6 +51,8 @@ class OpenAICompatProvider(HttpAdapter):
         out = {**body, "model": model, **fields}
         if self._renames_cap and "max_completion_tokens" in out and "max_tokens" not in out:
             out["max_tokens"] = out.pop("max_completion_tokens")
+        if self._omits_stream_options:  # a server that sends a stream's usage unasked, and refuses being asked
+            out.pop("stream_options", None)
         return orjson.dumps(out)
 
     async def chat(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
