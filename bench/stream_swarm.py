@@ -7,9 +7,10 @@ tens of microseconds per chunk, which at 50,000 events/s would make this process
 core beside the upstream, the bottleneck. So: raw asyncio protocols on uvloop and httptools' C
 parser, one timestamp per read, an SSE event counted by its blank line.
 
-Lateness of event k (k = 1..49) = (its arrival - the arrival of event 0) - k x gap: what the path
-added to the gaps since the first event, jitter and queueing both (the first event's own delay is
-time to first byte, measured elsewhere). Run once straight at the upstream and once through the
+Lateness of event k (k = 1..49) = (its arrival - k x gap) - min over the stream's events j of (arrival_j -
+j x gap): how much later than the stream's most punctual event it came, against the upstream's schedule,
+jitter and queueing both. Anchoring on the most punctual event rather than on event 0 keeps a late
+first event (time to first byte, measured elsewhere) from making every later one look early. Run once straight at the upstream and once through the
 gateway, the difference is the gateway's. Each of N slots keeps one keep-alive connection busy:
 slot i starts at i x ramp / N (spread phases, no connection burst), then sends its next request as
 soon as a stream ends. Only streams sent after the ramp and finished before new sends stop are
@@ -134,10 +135,11 @@ class Slot(asyncio.Protocol):
 
     # ours
     def _record(self) -> None:
-        run, arrivals = self.run, self.arrivals
-        first, gap = arrivals[0], run.gap
+        run, arrivals, gap = self.run, self.arrivals, self.run.gap
+        offsets = [arrivals[k] - k * gap for k in range(run.events)]
+        anchor = min(offsets)  # the stream's most punctual event stands for the upstream's schedule
         for k in range(1, run.events):
-            run.lateness.append((arrivals[k] - first - k * gap) * 1000)
+            run.lateness.append((offsets[k] - anchor) * 1000)
             run.gaps.append((arrivals[k] - arrivals[k - 1] - gap) * 1000)
         run.measured += 1
 
