@@ -168,8 +168,9 @@ def row_at(result: Probe) -> Row:
     errors = result.errors
     notes = [
         f"lateness of each event against the upstream's schedule (event k due k x {PACED_GAP_MS:g} ms after the "
-        f"stream's start, anchored on its most punctual event), {result.gateway['events']:,} events of {result.gateway['measured_streams']:,} measured streams through "
-        f"the gateway; inter-arrival gap minus {PACED_GAP_MS:g} ms p99: direct {_gap_p99(result.direct)}, "
+        f"stream's start, anchored on its most punctual event), {result.gateway['events']:,} events of "
+        f"{result.gateway['measured_streams']:,} measured streams through the gateway; inter-arrival gap minus "
+        f"{PACED_GAP_MS:g} ms p99: direct {_gap_p99(result.direct)}, "
         f"gateway {_gap_p99(result.gateway)}",
         client_note(result),
     ]

@@ -10,15 +10,16 @@ parser, one timestamp per read, an SSE event counted by its blank line.
 Lateness of event k (k = 1..49) = (its arrival - k x gap) - min over the stream's events j of (arrival_j -
 j x gap): how much later than the stream's most punctual event it came, against the upstream's schedule,
 jitter and queueing both. Anchoring on the most punctual event rather than on event 0 keeps a late
-first event (time to first byte, measured elsewhere) from making every later one look early. Run once straight at the upstream and once through the
-gateway, the difference is the gateway's. Each of N slots keeps one keep-alive connection busy:
-slot i starts at i x ramp / N (spread phases, no connection burst), then sends its next request as
-soon as a stream ends. Only streams sent after the ramp and finished before new sends stop are
-measured, so every measured stream ran among N.
+first event (time to first byte, measured elsewhere) from making every later one look early. Run once
+straight at the upstream and once through the gateway, the difference is the gateway's.
+
+Each of N slots keeps one keep-alive connection busy: slot i starts at i x ramp / N (spread phases,
+no connection burst), then sends its next request as soon as a stream ends. Only streams sent after
+the ramp and finished before new sends stop are measured, so every measured stream ran among N.
 
 Is this client the bottleneck? It reports its own CPU share (getrusage over the run's wall time)
 and the lag of a 5 ms ticker on its loop (p99): a loop that lags stamps events late. bench/run.py
-flags a direct run whose client lags.
+(many_streams.py) flags a direct run whose client lags.
 
     python bench/stream_swarm.py --port 8001 --model bench-paced --streams 1000 --seconds 5 [--ramp 1]
 
