@@ -36,6 +36,10 @@ UPSTREAM = HERE / "upstream.py"
 STREAM_PROBE = HERE / "stream_probe.py"
 STREAM_EVENTS = 20  # content events per streamed answer; + usage + [DONE] = 22 data: lines
 STREAM_GAP_MS = 5.0
+# The many-streams rows (issue 20): 50 events 20 ms apart, a realistic token rate, on an absolute schedule.
+PACED_EVENTS = 50
+PACED_GAP_MS = 20.0
+PACED_MODEL = "bench-paced"
 SLOW_DELAY_MS = 50.0
 EMBEDDING_MODEL = "text-embedding-3-small"  # a group of its own in the bench's model file, on the fast upstream
 START_TIMEOUT_S = 60.0
@@ -58,10 +62,16 @@ class Durations:
     stream_requests: int
     rss_requests: int
     startup_runs: int
+    swarm_s: float  # one many-streams run's measured window, per side (after a 1 s ramp)
+    search_probes: int  # the most stream counts the many-streams search tries (each: direct and gateway)
 
 
-FULL = Durations(load_s=10, warmup_s=2, stream_requests=200, rss_requests=100_000, startup_runs=3)
-QUICK = Durations(load_s=2, warmup_s=1, stream_requests=30, rss_requests=10_000, startup_runs=1)
+FULL = Durations(
+    load_s=10, warmup_s=2, stream_requests=200, rss_requests=100_000, startup_runs=3, swarm_s=4, search_probes=7
+)
+QUICK = Durations(
+    load_s=2, warmup_s=1, stream_requests=30, rss_requests=10_000, startup_runs=1, swarm_s=2, search_probes=4
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class Upstreams:
     fast: int  # answers at once; streams 20 events with no gap
     slow: int  # every answer 50 ms late
     stream: int  # streams 20 events 5 ms apart
+    paced: int  # streams 50 events 20 ms apart on an absolute schedule (the many-streams rows)
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Baseline:
     direct_64: LoadResult
     gateway_64: LoadResult
     direct_1: LoadResult
+    gateway_1: LoadResult
 
 
 @dataclass
@@ -141,33 +153,42 @@ class Bench:
             stream=self.start_upstream(
                 "upstream-stream", "--stream-events", events, "--event-gap-ms", str(STREAM_GAP_MS)
             ),
+            paced=self.start_upstream(
+                "upstream-paced", "--stream-events", str(PACED_EVENTS), "--event-gap-ms", str(PACED_GAP_MS), "--paced"
+            ),
         )
         return self.upstreams
 
     # --- the gateway ----------------------------------------------------------------------
-    def gateway_config(self) -> Path:
-        """Model groups: ``bench`` (the fast upstream, as provider ``openai``), ``bench-slow``, ``bench-stream``, and
-        ``text-embedding-3-small`` (the fast upstream's ``/v1/embeddings``; the file replaces the built-in groups)."""
+    def gateway_config(self, price: dict[str, str] | None = None) -> Path:
+        """Model groups: ``bench`` (the fast upstream, as provider ``openai``), ``bench-slow``, ``bench-stream``,
+        ``bench-paced`` and ``text-embedding-3-small`` (the fast upstream's ``/v1/embeddings``; the file replaces
+        the built-in groups). ``openai`` translates the Responses API to chat: the fake upstreams speak only chat.
+        ``price`` (the shared shape's USD budgets): a ``price:`` block on every deployment, in a file of its own,
+        so the bare-proxy rows stay as they were."""
         assert self.upstreams is not None
-        path = self.tmp / "gateway.yaml"
+        path = self.tmp / ("gateway-priced.yaml" if price else "gateway.yaml")
+        priced = {"price": price} if price else {}
         # JSON is YAML: no quoting surprises in URLs.
         config = {
             "providers": {
-                "openai": {"type": "openai"},
+                "openai": {"type": "openai", "responses": "translated"},
                 "slow": {"type": "openai", "api_key": "bench", "base_url": self._url(self.upstreams.slow)},
                 "stream": {"type": "openai", "api_key": "bench", "base_url": self._url(self.upstreams.stream)},
+                "paced": {"type": "openai", "api_key": "bench", "base_url": self._url(self.upstreams.paced)},
             },
             "models": {
-                "bench": [{"provider": "openai", "model": "bench"}],
-                "bench-slow": [{"provider": "slow", "model": "bench"}],
-                "bench-stream": [{"provider": "stream", "model": "bench"}],
+                "bench": [{"provider": "openai", "model": "bench", **priced}],
+                "bench-slow": [{"provider": "slow", "model": "bench", **priced}],
+                "bench-stream": [{"provider": "stream", "model": "bench", **priced}],
+                PACED_MODEL: [{"provider": "paced", "model": "bench", **priced}],
                 EMBEDDING_MODEL: [{"provider": "openai", "model": EMBEDDING_MODEL}],
             },
         }
         path.write_text(json.dumps(config, indent=2) + "\n")
         return path
 
-    def gateway_env(self, port: int, **extra: str) -> dict[str, str]:
+    def gateway_env(self, port: int, price: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
         assert self.upstreams is not None
         env = base_env()
         env.update(
@@ -178,7 +199,7 @@ class Bench:
                 "OPENAI_API_KEY": "bench",
                 "LOG_LEVEL": "WARNING",
                 "DATABASE_URL": f"sqlite:///{self.tmp / 'bench.db'}",
-                "GATEWAY_CONFIG": str(self.gateway_config()),
+                "GATEWAY_CONFIG": str(self.gateway_config(price)),
                 "CACHE_TTL_SECONDS": "0",  # the bare proxy: every request goes upstream
                 **NEVER_REFUSE,
             }
@@ -189,19 +210,29 @@ class Bench:
         env.update(extra)
         return env
 
-    def start_gateway(self, name: str = "gateway", **env_extra: str) -> Gateway:
-        """Start ``python -m llm_gateway serve`` on the gateway core; time it to a healthy /health."""
+    def start_gateway(
+        self,
+        name: str = "gateway",
+        *,
+        price: dict[str, str] | None = None,
+        cores: str | None = None,
+        ready: str = "/health",
+        **env_extra: str,
+    ) -> Gateway:
+        """Start ``python -m llm_gateway serve`` on the gateway core (or ``cores``, e.g. "0,1"); time it to a
+        200 on ``ready`` (``/ready`` when PostgreSQL must be migrated first: start-up does not wait for it)."""
         port = free_port()
-        env = self.gateway_env(port, **env_extra)
-        argv = self.on_gateway_core([sys.executable, "-m", "llm_gateway", "serve"])
+        env = self.gateway_env(port, price, **env_extra)
+        serve = [sys.executable, "-m", "llm_gateway", "serve"]
+        argv = pinned(cores if self.pin else None, serve, self.nice) if cores else self.on_gateway_core(serve)
         started = time.perf_counter()
         child = self.procs.start(name, argv, env=env, cwd=self.tmp)
-        startup = wait_healthy(child, port, "/health", START_TIMEOUT_S, started)
+        startup = wait_healthy(child, port, ready, START_TIMEOUT_S, started)
         return Gateway(child, port, startup)
 
     def cli(self, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
         """``python -m llm_gateway ARGS`` with the gateway's environment (same database)."""
-        env = self.gateway_env(free_port(), **env_extra)
+        env = self.gateway_env(free_port(), None, **env_extra)
         argv = [sys.executable, "-m", "llm_gateway", *args]
         return subprocess.run(argv, env=env, cwd=self.tmp, capture_output=True, text=True, timeout=120)
 

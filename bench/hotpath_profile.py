@@ -10,7 +10,11 @@ function, and the inclusive time of each step of a request (server, framework, o
 upstream client), and each other busy thread's hottest functions.
 
     python bench/hotpath_profile.py [--seconds 10] [--rate 200] [--stream] [--speedscope FILE] \
-        [--gateway-env NAME=VALUE ...]
+        [--gateway-env NAME=VALUE ...] [--shared-shape [--cache-hit]]
+
+``--shared-shape``: the full pipeline as bench/full_pipeline.py runs it (throw-away PostgreSQL and Redis,
+a key with limits and budgets, prices; every request a cache miss unless ``--cache-hit``), to set its
+profile beside the bare proxy's.
 
 Needs py-spy (``pip install py-spy``; as root or with ptrace permitted).
 """
@@ -28,9 +32,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness import FULL, Bench
+from full_pipeline import SharedShape
+from harness import FULL, Bench, Gateway
 from loadgen import POST_LUA, WRK_TIMEOUT, ensure_wrk
 from processes import ProcessGroup, can_pin, default_nice, log, set_autogroup_nice
+from servers import Servers
 
 HERE = Path(__file__).resolve().parent
 MAIN_THREAD_MARK = "Server.run (uvicorn/server.py"
@@ -83,15 +89,15 @@ STEPS = (
 )
 
 
-def record(bench: Bench, args: argparse.Namespace, raw: Path) -> float:
+def record(bench: Bench, args: argparse.Namespace, raw: Path, servers: Servers) -> float:
     """Run the load and py-spy side by side; return the gateway's req/s during the recording."""
     bench.start_upstreams()
     assert bench.upstreams is not None
-    gateway = bench.start_gateway()
-    bench.wrk(gateway.port, 64, "bench", seconds=2)
+    gateway, script_args = start(bench, args, servers)
+    bench.wrk(gateway.port, 64, "bench", *script_args, seconds=2)
     total = args.seconds + 6
     wrk_argv = ["wrk", "-t1", "-c64", f"-d{total}s", f"--timeout={WRK_TIMEOUT}", "-s", str(POST_LUA)]
-    wrk_argv += [f"http://127.0.0.1:{gateway.port}/v1/chat/completions", "--", "model=bench"]
+    wrk_argv += [f"http://127.0.0.1:{gateway.port}/v1/chat/completions", "--", "model=bench", *script_args]
     if args.stream:
         wrk_argv.append("stream")
     load = bench.procs.start("wrk", bench.on_client_core(wrk_argv), stdout_pipe=True)
@@ -107,6 +113,16 @@ def record(bench: Bench, args: argparse.Namespace, raw: Path) -> float:
     out, _ = load.popen.communicate(timeout=total + 30)
     match = re.search(rb"Requests/sec:\s+([\d.]+)", out)
     return float(match.group(1)) if match else 0.0
+
+
+def start(bench: Bench, args: argparse.Namespace, servers: Servers) -> tuple[Gateway, list[str]]:
+    """The bare gateway, or (``--shared-shape``) the full pipeline's, and the wrk script arguments it takes."""
+    if not args.shared_shape:
+        return bench.start_gateway(), []
+    shape = SharedShape.create(bench, servers)
+    gateway = shape.start("gateway-pipeline")
+    key = shape.create_key(gateway)
+    return gateway, [f"auth={key}"] + ([] if args.cache_hit else ["unique"])
 
 
 def py_spy() -> str:
@@ -221,6 +237,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         help="extra environment for the gateway (repeatable), e.g. to profile with observability on",
     )
     parser.add_argument("--rps", type=float, default=0.0, help="with --from-raw: the req/s while it was recorded")
+    parser.add_argument(
+        "--shared-shape", action="store_true", help="profile the full pipeline (PostgreSQL, Redis, key, budgets)"
+    )
+    parser.add_argument("--cache-hit", action="store_true", help="with --shared-shape: one body, every request a hit")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if bad := [item for item in args.gateway_env if "=" not in item]:
         parser.error(f"--gateway-env needs NAME=VALUE: {bad}")
@@ -243,10 +263,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         nice=nice,
     )
     raw = args.raw or tmp / "profile.raw"
+    servers = Servers(bench)
     try:
-        rps = record(bench, args, raw)
+        rps = record(bench, args, raw, servers)
     finally:
         bench.procs.stop_all()
+        servers.cleanup()
     log(f"gateway under load: {rps:,.0f} req/s while sampled; collapsed stacks: {raw}")
     report(raw, args, rps)
     return 0

@@ -6,11 +6,16 @@
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/chat/completions
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/chat/completions -- stream
 --   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8001/v1/embeddings -- embeddings model=text-embedding-3-small
+--   wrk -t1 -c64 -d5s -s bench/post.lua http://127.0.0.1:8080/v1/messages -- messages model=bench
 --
 -- Script arguments (after `--`):
 --   stream      sets "stream": true (with usage in the stream)
 --   embeddings  an embeddings request instead (for /v1/embeddings): 16 short strings as "input",
 --               "encoding_format": "float"; give the model too (model=text-embedding-3-small)
+--   messages    the same conversation as an Anthropic Messages request (for /v1/messages): "system",
+--               one user message, "max_tokens"; with the anthropic-version header
+--   responses   the same conversation as an OpenAI Responses request (for /v1/responses): "instructions",
+--               "input", "max_output_tokens"
 --   model=NAME  changes the model (default gpt-4o-mini)
 --   auth=KEY    sends Authorization: Bearer KEY
 --   unique      makes every request's body different (a counter in the user message), so a
@@ -22,6 +27,7 @@
 
 local stream = false
 local embeddings = false
+local surface = "chat"  -- or "messages", "responses"
 local EMBEDDING_INPUTS = 16
 local model = "gpt-4o-mini"
 local unique = false
@@ -36,9 +42,19 @@ local function embeddings_body(content)
   return '{"model":"' .. model .. '","input":[' .. table.concat(inputs, ",") .. '],"encoding_format":"float"}'
 end
 
+local SYSTEM = "You are a helpful assistant."
+
 local function body_for(content)
   if embeddings then
     return embeddings_body(content)
+  end
+  if surface == "messages" then
+    return '{"model":"' .. model .. '","system":"' .. SYSTEM .. '",'
+      .. '"messages":[{"role":"user","content":"' .. content .. '"}],"max_tokens":64,"temperature":0}'
+  end
+  if surface == "responses" then
+    return '{"model":"' .. model .. '","instructions":"' .. SYSTEM .. '",'
+      .. '"input":"' .. content .. '","max_output_tokens":64,"temperature":0}'
   end
   local body = '{"model":"' .. model .. '","messages":['
     .. '{"role":"system","content":"You are a helpful assistant."},'
@@ -63,6 +79,8 @@ function init(args)
       stream = true
     elseif arg == "embeddings" then
       embeddings = true
+    elseif arg == "messages" or arg == "responses" then
+      surface = arg
     elseif arg == "unique" then
       unique = true
     elseif arg:sub(1, 6) == "model=" then
@@ -74,6 +92,9 @@ function init(args)
   wrk.method = "POST"
   wrk.body = body_for("Say hello in one short sentence.")
   wrk.headers["Content-Type"] = "application/json"
+  if surface == "messages" then
+    wrk.headers["anthropic-version"] = "2023-06-01"
+  end
   -- Distinct prefixes per run and per thread keep "unique" bodies unique across runs too.
   math.randomseed(os.time() + math.floor(os.clock() * 1000000))
   prefix = string.format("%08x", math.random(0, 0x7fffffff))

@@ -96,7 +96,7 @@ def rss_kib(pid: int) -> int:
 def group_rss_kib(pid: int) -> int:
     """RSS of a process plus its descendants (LiteLLM and uvicorn --workers fork children)."""
     total = rss_kib(pid)
-    for child in _children(pid):
+    for child in children_of(pid):
         try:
             total += group_rss_kib(child)
         except (OSError, RuntimeError):
@@ -104,7 +104,7 @@ def group_rss_kib(pid: int) -> int:
     return total
 
 
-def _children(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     kids: list[int] = []
     task_dir = Path(f"/proc/{pid}/task")
     try:
@@ -120,6 +120,14 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process plus its live descendants (``serve --workers N``: the workers do the work)."""
+    total = process_cpu_or_zero(pid)
+    for child in children_of(pid):
+        total += group_cpu_seconds(child)
+    return total
 
 
 def core_busy_seconds(core: int) -> float:

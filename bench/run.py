@@ -7,7 +7,7 @@ upstreams (bench/upstream.py) and the load generator (wrk, bench/stream_probe.py
 core 1. Everything listens on 127.0.0.1, every run is bounded in time, and every process
 started is killed at the end, however the run ends.
 
-    python bench/run.py [--quick] [--full-pipeline] [--compare-litellm] [--output PATH]
+    python bench/run.py [--quick] [--full-pipeline] [--compare-litellm] [--only NAMES] [--output PATH]
 
 Prints the table on stdout (progress on stderr) and writes it as JSON to
 bench/results/latest.json.
@@ -34,7 +34,11 @@ from typing import Any
 
 import full_pipeline
 import litellm_compare
+import many_streams
+import observability
+import routes
 import scenarios
+import workers
 from harness import FULL, QUICK, Baseline, Bench
 from loadgen import LoadResult, ensure_wrk
 from processes import (
@@ -48,10 +52,17 @@ from processes import (
     set_autogroup_nice,
 )
 from report import Row, render, skipped_row, write_json
+from servers import Servers, Skip
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "latest.json"
-SCENARIOS = ("saturation", "latency", "slow", "stream", "rss", "embeddings")
+# The bare proxy's scenarios, in the order they run on one gateway process; embeddings last (its large answers
+# must not weigh on RSS).
+BARE = ("saturation", "latency", "slow", "stream", "rss", "routes", "streams", "embeddings")
+# The shared shape's (PostgreSQL and Redis, bench/servers.py): run with --full-pipeline or when named in --only.
+SHARED = ("pipeline", "observability", "workers")
+SCENARIOS = BARE + SHARED
+NEEDS_BASELINE = {"pipeline", "observability"}  # compared with the bare gateway: saturation and latency run too
 VERSIONED = ("llm-gateway", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp", "orjson", "pydantic")
 
 
@@ -59,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2 s per run, 10,000 requests for RSS (a smoke test)")
     parser.add_argument(
-        "--full-pipeline", action="store_true", help="also an API key, limits and budget on Redis, cache miss and hit"
+        "--full-pipeline",
+        action="store_true",
+        help="also the shared shape's rows (PostgreSQL and Redis): " + ", ".join(SHARED),
     )
     parser.add_argument(
         "--compare-litellm", action="store_true", help="also LiteLLM proxy from a throw-away venv under /tmp"
@@ -69,8 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=lambda v: set(v.split(",")),
-        default=set(SCENARIOS),
-        help=f"a comma-separated subset of {','.join(SCENARIOS)} (start-up always runs)",
+        default=None,
+        help=f"a comma-separated subset of {','.join(SCENARIOS)} (start-up always runs; pipeline and "
+        "observability bring saturation and latency, their baseline)",
     )
     parser.add_argument(
         "--normal-priority",
@@ -90,8 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if bad := [item for item in args.gateway_env if "=" not in item]:
         parser.error(f"--gateway-env needs NAME=VALUE: {bad}")
+    if args.only is None:
+        args.only = set(BARE) | (set(SHARED) if args.full_pipeline else set())
     if unknown := args.only - set(SCENARIOS):
         parser.error(f"unknown scenarios: {sorted(unknown)}")
+    if args.only & NEEDS_BASELINE:
+        args.only |= {"saturation", "latency"}
     return args
 
 
@@ -141,7 +159,9 @@ def bare_proxy(bench: Bench, rows: list[Row], only: set[str]) -> Baseline | None
 
     def latency(connections: int) -> Callable[[], list[Row]]:
         def measure() -> list[Row]:
-            row, results[f"direct_{connections}"] = scenarios.added_latency(bench, gateway, connections)
+            row, results[f"direct_{connections}"], results[f"gateway_{connections}"] = scenarios.added_latency(
+                bench, gateway, connections
+            )
             return [row]
 
         return measure
@@ -164,13 +184,44 @@ def bare_proxy(bench: Bench, rows: list[Row], only: set[str]) -> Baseline | None
     if "rss" in only:
         expected = results["gateway_64"].rps if "gateway_64" in results else 1000.0
         attempt(rows, "RSS", lambda: [scenarios.rss_over_requests(bench, gateway, expected)])
+    if "routes" in only:
+        attempt(rows, "routes: chat, Anthropic Messages, Responses", lambda: routes.run(bench, gateway))
+    if "streams" in only:
+        attempt(rows, "many streams", lambda: many_streams.run(bench, gateway))
     if "embeddings" in only:  # after RSS: its ~300 kB answers must not weigh on the RSS row
         attempt(rows, "embeddings", lambda: [scenarios.embeddings(bench, gateway)])
     bench.procs.stop(gateway.child)
-    missing = {"direct_64", "gateway_64", "direct_1"} - results.keys()
+    missing = {"direct_64", "gateway_64", "direct_1", "gateway_1"} - results.keys()
     if missing:
         return None  # the optional sections compare with these runs, and say so when they are absent
-    return Baseline(results["direct_64"], results["gateway_64"], results["direct_1"])
+    return Baseline(results["direct_64"], results["gateway_64"], results["direct_1"], results["gateway_1"])
+
+
+def shared_shape(bench: Bench, servers: Servers, baseline: Baseline, only: set[str]) -> list[Row]:
+    """The full pipeline and observability rows, on one set-up: PostgreSQL, Redis, a key made by the admin API."""
+    gateway = None
+    try:
+        shape = full_pipeline.SharedShape.create(bench, servers)
+        gateway = shape.start("gateway-pipeline")
+        shape.create_key(gateway)
+        rows = []
+        if "pipeline" in only:
+            rows += full_pipeline.run(bench, shape, gateway, baseline)
+        if "observability" in only:
+            rows += observability.run(bench, shape, gateway, baseline)
+        return rows
+    except Skip as exc:
+        return [skipped_row(full_pipeline.SECTION, str(exc))]
+    finally:
+        if gateway is not None:
+            bench.procs.stop(gateway.child)
+
+
+def two_workers(bench: Bench, servers: Servers) -> list[Row]:
+    try:
+        return workers.run(bench, servers)
+    except Skip as exc:
+        return [skipped_row("two workers", str(exc))]
 
 
 def meta(args: argparse.Namespace, bench: Bench, started: float) -> dict[str, Any]:
@@ -251,20 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.loadavg_at_start = Path("/proc/loadavg").read_text().split()[0]
     rows: list[Row] = []
+    servers = Servers(bench)
     failed = True
     try:
         baseline = bare_proxy(bench, rows, args.only)
-        optional = [
-            ("full pipeline", args.full_pipeline, full_pipeline.run),
-            ("LiteLLM proxy", args.compare_litellm, litellm_compare.run),
-        ]
-        for name, wanted, section in optional:
-            if not wanted:
-                continue
+        if args.only & NEEDS_BASELINE:
             if baseline is None:
-                rows.append(skipped_row(name, "needs the saturation and latency runs (see --only)"))
-                continue
-            attempt(rows, name, lambda section=section, baseline=baseline: section(bench, baseline))
+                rows.append(skipped_row("full pipeline", "the saturation or latency runs failed"))
+            else:
+                attempt(rows, "full pipeline", lambda: shared_shape(bench, servers, baseline, args.only))
+        if "workers" in args.only:
+            attempt(rows, "two workers", lambda: two_workers(bench, servers))
+        if args.compare_litellm:
+            if baseline is None:
+                rows.append(skipped_row("LiteLLM proxy", "needs the saturation and latency runs (see --only)"))
+            else:
+                attempt(rows, "LiteLLM proxy", lambda: litellm_compare.run(bench, baseline))
         failed = False
     except KeyboardInterrupt:
         log("interrupted")
@@ -272,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"bench failed: {exc}")
     finally:
         bench.procs.stop_all()
+        servers.cleanup()
         if failed:
             log(f"logs kept in {tmp}")
         else:

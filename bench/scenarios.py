@@ -133,7 +133,7 @@ def _saturation_note(
     return note, headroom
 
 
-def added_latency(bench: Bench, gateway: Gateway, connections: int) -> tuple[Row, LoadResult]:
+def added_latency(bench: Bench, gateway: Gateway, connections: int) -> tuple[Row, LoadResult, LoadResult]:
     """Closed-loop latency at low concurrency: the gateway's p50/p99 minus the direct ones."""
     assert bench.upstreams is not None
     direct = bench.wrk(bench.upstreams.fast, connections, "bench")
@@ -146,7 +146,8 @@ def added_latency(bench: Bench, gateway: Gateway, connections: int) -> tuple[Row
             and through.p99_ms - direct.p99_ms <= ADDED_P99_TARGET_MS
             and through.errors == 0
         )
-    return compare_row(f"added latency, {connections} conn", direct, through, target=target, met=met), direct
+    row = compare_row(f"added latency, {connections} conn", direct, through, target=target, met=met)
+    return row, direct, through
 
 
 def slow_upstream(bench: Bench, gateway: Gateway, connections: int) -> Row:

@@ -11,7 +11,12 @@ Endpoints (127.0.0.1 only):
   POST /v1/chat/completions  a fixed chat.completion with usage, after --delay-ms; when the
                              body has ``"stream": true`` an SSE stream of --stream-events
                              chunks --event-gap-ms apart, a usage chunk and ``data: [DONE]``
-                             (chunked transfer encoding, one flush per event).
+                             (chunked transfer encoding, one flush per event). With --paced, event k
+                             leaves at (request's arrival + k x gap) on the loop's clock, whatever
+                             the previous one cost: a drift-free schedule that a client can measure
+                             each event's lateness against (bench/stream_swarm.py), and one timer
+                             callback per event instead of a task's sleep, so that thousands of
+                             concurrent streams stay cheap on the client core.
   POST /v1/embeddings        OpenAI's embeddings ``list``: one 1,536-float vector per input (or
                              ``dimensions`` floats), as JSON floats or, with ``"encoding_format":
                              "base64"``, base64 float32; after --delay-ms. The answer for each
@@ -22,7 +27,7 @@ Endpoints (127.0.0.1 only):
 Prints ``READY <port>`` on stdout once listening (``--port 0`` picks a free port) and exits
 cleanly on SIGTERM/SIGINT.
 
-    python bench/upstream.py --port 8001 [--delay-ms 0] [--stream-events 16] [--event-gap-ms 0]
+    python bench/upstream.py --port 8001 [--delay-ms 0] [--stream-events 16] [--event-gap-ms 0] [--paced]
 """
 
 from __future__ import annotations
@@ -258,6 +263,7 @@ class Config:
     delay: float
     event_gap: float
     answers: Answers
+    paced: bool = False
     embeddings: EmbeddingAnswers = field(default_factory=EmbeddingAnswers)
     connections: set[HttpConnection] = field(default_factory=set)
 
@@ -345,6 +351,9 @@ class HttpConnection(asyncio.Protocol):
         elif path == b"/v1/chat/completions":
             if method != b"POST":
                 self._finish(answers.not_allowed, keep_alive)
+            elif is_stream and self.config.paced and self.config.event_gap > 0 and self.config.delay <= 0:
+                self._start_busy()
+                self._paced(0, asyncio.get_running_loop().time(), keep_alive)
             elif is_stream:
                 self._start_busy()
                 self.task = asyncio.get_running_loop().create_task(self._stream(keep_alive))
@@ -385,6 +394,24 @@ class HttpConnection(asyncio.Protocol):
                 return
             self._write(event)
         self._finish(answers.stream_tail, keep_alive)
+
+    def _paced(self, index: int, start: float, keep_alive: bool) -> None:
+        """Event ``index`` of a --paced stream (0: the head and first event), then the timer for the next one at
+        ``start + (index + 1) x gap``: an absolute schedule, so a late callback does not delay the ones after it."""
+        answers = self.config.answers
+        if self.transport is None:
+            return
+        if index == 0:
+            self._write((answers.stream_head if keep_alive else answers.stream_head_close) + answers.stream_first)
+        elif index <= len(answers.stream_middle):
+            self._write(answers.stream_middle[index - 1])
+        if index == len(answers.stream_middle):
+            self._finish(answers.stream_tail, keep_alive)
+            return
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(
+            start + (index + 1) * self.config.event_gap, self._paced, index + 1, start, keep_alive
+        )
 
     def _finish(self, data: bytes, keep_alive: bool) -> None:
         """Write the last bytes of an answer, then close or serve the next queued request."""
@@ -440,9 +467,10 @@ class HttpConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-async def serve(port: int, delay_ms: float, stream_events: int, event_gap_ms: float) -> None:
+async def serve(port: int, delay_ms: float, stream_events: int, event_gap_ms: float, paced: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    config = Config(delay=delay_ms / 1000, event_gap=event_gap_ms / 1000, answers=Answers.build(stream_events))
+    answers = Answers.build(stream_events)
+    config = Config(delay=delay_ms / 1000, event_gap=event_gap_ms / 1000, answers=answers, paced=paced)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -465,6 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="delay before each answer (time to first byte)")
     parser.add_argument("--stream-events", type=int, default=16, help="content chunks per streamed answer (>= 1)")
     parser.add_argument("--event-gap-ms", type=float, default=0.0, help="gap between streamed chunks")
+    parser.add_argument(
+        "--paced", action="store_true", help="stream events on an absolute schedule (arrival + k x gap; no --delay-ms)"
+    )
     args = parser.parse_args(argv)
     if args.stream_events < 1:
         parser.error("--stream-events must be >= 1")
@@ -475,7 +506,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    uvloop.run(serve(args.port, args.delay_ms, args.stream_events, args.event_gap_ms))
+    uvloop.run(serve(args.port, args.delay_ms, args.stream_events, args.event_gap_ms, args.paced))
     return 0
 
 
