@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 TOKEN_PATH = "/token"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# The audience google-auth puts in every service-account assertion, whatever the file's token_uri (Google's check).
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -88,7 +90,9 @@ class TokenServer:
         if key is None:
             return "Invalid JWT Signature."  # what Google says for an unknown or deleted key
         try:
-            claims = jwt.decode(assertion, key, algorithms=["RS256"], audience=url, options={"require": ["exp", "iat"]})
+            claims = jwt.decode(
+                assertion, key, algorithms=["RS256"], audience=[GOOGLE_TOKEN_URI, url], options={"require": ["exp", "iat"]}
+            )
         except jwt.InvalidAudienceError:
             return "Invalid JWT: Failed audience check."
         except jwt.PyJWTError as exc:

@@ -37,23 +37,24 @@ TOKEN_READ_TIMEOUT = 15.0
 
 
 def load_credentials(name: str, credentials_file: str | None) -> Any:
-    """google-auth credentials scoped for Vertex AI: the service-account (or other) key file, else application
-    default credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's, a metadata server)."""
+    """google-auth credentials scoped for Vertex AI: the service-account key file, else application default
+    credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's, a metadata server)."""
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
+    from google.oauth2 import service_account
 
     try:
         if credentials_file:
-            credentials, _ = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+            return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
                 credentials_file, scopes=list(SCOPES)
             )
-        else:
-            credentials, _ = google.auth.default(scopes=list(SCOPES))
-    except DefaultCredentialsError as exc:
+        credentials, _ = google.auth.default(scopes=list(SCOPES))
+    except (DefaultCredentialsError, OSError, ValueError, KeyError) as exc:
         where = f"credentials_file {credentials_file}" if credentials_file else "application default credentials"
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ConfigError(
-            f"providers.{name}: no Google credentials for type vertex ({where}: {exc}); set credentials_file "
-            "to a service-account key file, or GOOGLE_APPLICATION_CREDENTIALS, or run on Google Cloud"
+            f"providers.{name}: no usable Google credentials for type vertex ({where}: {reason}); set "
+            "credentials_file to a service-account key file, or GOOGLE_APPLICATION_CREDENTIALS, or run on Google Cloud"
         ) from None
     return credentials
 
