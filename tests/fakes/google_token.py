@@ -91,7 +91,11 @@ class TokenServer:
             return "Invalid JWT Signature."  # what Google says for an unknown or deleted key
         try:
             claims = jwt.decode(
-                assertion, key, algorithms=["RS256"], audience=[GOOGLE_TOKEN_URI, url], options={"require": ["exp", "iat"]}
+                assertion,
+                key,
+                algorithms=["RS256"],
+                audience=[GOOGLE_TOKEN_URI, url],
+                options={"require": ["exp", "iat"]},
             )
         except jwt.InvalidAudienceError:
             return "Invalid JWT: Failed audience check."

@@ -55,7 +55,9 @@ models:
 """
 
 
-def write_config(tmp_path: Path, gemini: FakeProvider, vertex: FakeProvider, openai_fake: FakeProvider, sa: Path) -> str:
+def write_config(
+    tmp_path: Path, gemini: FakeProvider, vertex: FakeProvider, openai_fake: FakeProvider, sa: Path
+) -> str:
     config = tmp_path / "gateway.yaml"
     config.write_text(
         "providers:\n"
@@ -63,8 +65,7 @@ def write_config(tmp_path: Path, gemini: FakeProvider, vertex: FakeProvider, ope
         f"  google-badkey: {{type: gemini, api_key: AIzaWrongKey0123456789, base_url: '{gemini.base_url}'}}\n"
         f"  gcp: {{type: vertex, project: test-project, location: us-central1, credentials_file: '{sa}', "
         f"base_url: '{vertex.base_url}'}}\n"
-        f"  openai: {{type: openai, api_key: {openai_fake.api_key}, base_url: '{openai_fake.base_url}'}}\n"
-        + GROUPS
+        f"  openai: {{type: openai, api_key: {openai_fake.api_key}, base_url: '{openai_fake.base_url}'}}\n" + GROUPS
     )
     return str(config)
 
@@ -153,9 +154,10 @@ def test_tools_round_trip_keeps_the_thought_signature(
     assert second.choices[0].message.content == "Sunny in Paris."
     first_sent, second_sent = (r.body for r in gemini_fake.chat_requests)
     assert first_sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
-    assert first_sent["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"] == WEATHER_TOOL["function"][
-        "parameters"
-    ]  # type: ignore[index]
+    assert (
+        first_sent["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]
+        == WEATHER_TOOL["function"]["parameters"]
+    )  # type: ignore[index]
     model_turn, tool_turn = second_sent["contents"][1:]
     assert model_turn["parts"][0]["functionCall"] == {"name": "get_weather", "args": {"city": "Paris"}}
     assert model_turn["parts"][0]["thoughtSignature"]  # given back as Gemini sent it
@@ -267,9 +269,7 @@ def test_embeddings_through_gemini(gateway: GatewayServer, sdk: MakeSdk, gemini_
     sent = gemini_fake.embeddings_requests[0]
     assert sent.path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
     assert sent.body == {
-        "requests": [
-            {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": text}]}} for text in texts
-        ]
+        "requests": [{"model": "models/gemini-embedding-001", "content": {"parts": [{"text": text}]}} for text in texts]
     }
 
 
@@ -302,7 +302,8 @@ def test_vertex_fetches_a_token_and_reuses_it(gateway: GatewayServer, sdk: MakeS
     tokens = tokens_of(vertex_fake)
     assert tokens.requests == 1
     sent = vertex_fake.chat_requests[0]
-    assert sent.path == "/v1/projects/test-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+    prefix = "/v1/projects/test-project/locations/us-central1/publishers/google/models"
+    assert sent.path == f"{prefix}/gemini-2.5-flash:generateContent"
     assert sent.headers["authorization"] == f"Bearer {tokens.issued[0]}"
 
 
