@@ -19,12 +19,12 @@ import openai
 import pytest
 
 from tests.conftest import StartGateway
-from tests.fakes import EchoHeaders, Fail, FakeProvider, Reply, StreamError, fake_embedding
+from tests.fakes import EchoHeaders, Fail, FailMidStream, FakeProvider, Reply, StreamError, fake_embedding
 from tests.fakes.gemini_wire import GEMINI_EMBEDDING_DIMENSIONS, PROMPT_BLOCKED
 from tests.fakes.google_token import TokenServer
 from tests.harness import GatewayServer
 from tests.identity_support import ADMIN_API_KEY, create_key, sqlite_url
-from tests.sdk_support import MakeSdk
+from tests.sdk_support import MakeSdk, sse_payloads
 
 pytestmark = pytest.mark.integration
 
@@ -226,6 +226,19 @@ def test_a_stream_error_event_before_content_falls_back(
     gemini_fake.push(StreamError(0))
     chunks = list(sdk(gateway).chat.completions.create(model="gem", messages=HELLO, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from openai"
+
+
+def test_a_cut_stream_ends_with_an_error(gateway: GatewayServer, gemini_fake: FakeProvider) -> None:
+    gemini_fake.push(
+        FailMidStream(2, reply=Reply("a b c d", chunks=4)), StreamError(2, reply=Reply("a b c d", chunks=4))
+    )
+    key = create_key(gateway.base_url)
+    body = {"model": "gem", "messages": HELLO, "stream": True}
+    for expected in ("google closed the connection mid-answer", "google stream failed: UNAVAILABLE"):
+        response, payloads = sse_payloads(gateway.base_url, body, headers={"authorization": f"Bearer {key}"})
+        assert response.status_code == 200 and b"[DONE]" not in payloads
+        assert json.loads(payloads[-1])["error"]["message"].startswith(expected)
+        body = {**body, "messages": [*HELLO, {"role": "user", "content": "again"}]}
 
 
 def test_safety_stop_is_relayed_as_content_filter(
