@@ -6,12 +6,22 @@ Load with ``pytest_plugins = ["tests.fakes.fixtures"]`` in the top-level ``tests
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from .google_token import write_service_account
 from .upstream import FakeProvider
 
-__all__ = ["anthropic_fake", "azure_fake", "groq_fake", "openai_fake"]
+__all__ = [
+    "anthropic_fake",
+    "azure_fake",
+    "gemini_fake",
+    "groq_fake",
+    "openai_fake",
+    "vertex_credentials",
+    "vertex_fake",
+]
 
 
 @pytest.fixture
@@ -40,3 +50,26 @@ def azure_fake() -> Iterator[FakeProvider]:
     """A fake Azure OpenAI resource at ``azure_fake.base_url`` (its origin; clients add ``/openai/…``)."""
     with FakeProvider("azure") as fake:
         yield fake
+
+
+@pytest.fixture
+def gemini_fake() -> Iterator[FakeProvider]:
+    """A fake Gemini API at ``gemini_fake.base_url`` (no path; clients append ``/v1beta/models/…``)."""
+    with FakeProvider("gemini") as fake:
+        yield fake
+
+
+@pytest.fixture
+def vertex_fake() -> Iterator[FakeProvider]:
+    """A fake Vertex AI (project ``test-project``, location ``us-central1``) at ``vertex_fake.base_url``, with
+    its OAuth token endpoint at ``{base_url}/token`` (``vertex_credentials`` writes a key file that uses it)."""
+    with FakeProvider("vertex") as fake:
+        yield fake
+
+
+@pytest.fixture
+def vertex_credentials(vertex_fake: FakeProvider, tmp_path: Path) -> Path:
+    """A service-account key file (a new RSA key the fake trusts) whose ``token_uri`` is the fake's."""
+    tokens = getattr(vertex_fake.wire, "tokens", None)
+    assert tokens is not None
+    return write_service_account(tmp_path / "service-account.json", f"{vertex_fake.base_url}/token", tokens)

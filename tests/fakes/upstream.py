@@ -26,6 +26,7 @@ from aiohttp import web
 from .anthropic_wire import AnthropicWire, count_tokens
 from .azure_wire import AzureWire
 from .behaviours import Behaviour, Delay, Drop, Fail, Reply
+from .gemini_wire import GeminiWire
 from .openai_wire import OpenAIWire
 from .playback import ProviderWire, json_answer, play
 from .responses_wire import ResponsesWire
@@ -40,13 +41,15 @@ _RESPONSES_PATHS = {
     "azure": "/openai/v1/responses",
 }
 
-ProviderKind = Literal["openai", "anthropic", "groq", "azure"]
+ProviderKind = Literal["openai", "anthropic", "groq", "azure", "gemini", "vertex"]
 # Each kind of fake: its wire (from the API key it accepts), and the path its base URL ends in.
 _KINDS: dict[str, tuple[Callable[[str], ProviderWire], str]] = {
     "openai": (lambda key: OpenAIWire("openai", key), "/v1"),
     "groq": (lambda key: OpenAIWire("groq", key), "/openai/v1"),
     "anthropic": (AnthropicWire, ""),
     "azure": (AzureWire, ""),
+    "gemini": (lambda key: GeminiWire("gemini", key), ""),
+    "vertex": (lambda key: GeminiWire("vertex", key), ""),
 }
 # What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
 CountBehaviour = Reply | Fail | Delay | Drop
@@ -128,6 +131,11 @@ class FakeProvider:
         return self._api_key
 
     @property
+    def wire(self) -> ProviderWire:
+        """The wire module's object, for what only one kind of fake offers (e.g. Vertex AI's token endpoint)."""
+        return self._wire
+
+    @property
     def port(self) -> int:
         if self._port is None:
             raise RuntimeError("FakeProvider is not started")
@@ -198,7 +206,7 @@ class FakeProvider:
     def responses_requests(self) -> list[Recorded]:
         """A snapshot of the Responses requests (``<base_url>/responses``), rejected ones included; for the Groq
         and Anthropic fakes, the ones they answered with 404."""
-        return [r for r in self.requests if r.path == _RESPONSES_PATHS[self.kind]]
+        return [r for r in self.requests if r.path == _RESPONSES_PATHS.get(self.kind)]
 
     @property
     def stored_responses(self) -> dict[str, Any]:
@@ -280,6 +288,11 @@ class FakeProvider:
         if isinstance(self._wire, OpenAIWire):
             for route in getattr(self._wire, "embeddings_routes", (self._wire.embeddings_path,)):
                 app.router.add_post(route, self._embeddings)
+        elif hasattr(self._wire, "embeddings_routes"):  # another wire with an embeddings API of its own
+            for route in self._wire.embeddings_routes:
+                app.router.add_post(route, self._embeddings)
+        for method, route, handler in getattr(self._wire, "extra_routes", ()):  # e.g. an OAuth token endpoint
+            app.router.add_route(method, route, handler)
         if self._responses_wire is not None:
             app.router.add_post(self._responses_wire.path, self._responses)
         app.router.add_get(self._wire.models_path, self._models)
@@ -343,8 +356,7 @@ class FakeProvider:
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request, chat=False)
-        wire = self._wire
-        assert isinstance(wire, OpenAIWire)
+        wire: Any = self._wire  # OpenAIWire, or a wire with ``embeddings_routes`` and the same two methods
         request_view = getattr(wire, "request_view", None)
         if request_view is not None and isinstance(body, dict):
             body = request_view(request.method, request.path, request.query, body)
