@@ -277,8 +277,9 @@ def test_embeddings_through_gemini(gateway: GatewayServer, sdk: MakeSdk, gemini_
         fake_embedding(text, GEMINI_EMBEDDING_DIMENSIONS) for text in texts
     ]
     assert answer.usage.prompt_tokens > 0
-    shortened = sdk(gateway).embeddings.create(model="gem-embed", input="hello", dimensions=8)  # SDK: base64
-    assert shortened.data[0].embedding == pytest.approx(fake_embedding("hello", 8))
+    raw = sdk(gateway).embeddings.with_raw_response.create(model="gem-embed", input="hello", dimensions=8, user="u1")
+    assert raw.parse().data[0].embedding == pytest.approx(fake_embedding("hello", 8))  # the SDK asked for base64
+    assert raw.headers["x-gateway-dropped-params"] == "user"  # Google's embeddings have no end-user field
     sent = gemini_fake.embeddings_requests[0]
     assert sent.path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
     assert sent.body == {

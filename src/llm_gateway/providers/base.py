@@ -96,5 +96,9 @@ class Embeddings(Protocol):
     ``isinstance(provider, Embeddings)`` tells whether a deployment can serve the embeddings surface."""
 
     async def embeddings(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
-        """The caller's body with only ``model`` replaced; the upstream's answer (``object: list``) as it came."""
+        """The caller's body with only ``model`` replaced (or translated); the answer in OpenAI's ``object: list``."""
+        ...
+
+    def embeddings_dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        """The caller's embeddings parameters ``model`` here will not honour; empty for a passthrough."""
         ...

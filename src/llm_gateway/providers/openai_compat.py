@@ -73,6 +73,9 @@ class OpenAICompatProvider(HttpAdapter):
             )
         return Completion(parsed, raw)
 
+    def embeddings_dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        return ()  # passed through: the upstream judges every field
+
     async def chat_stream(self, body: dict[str, Any], model: str, *, timeout: float, deadline: float) -> OpenAIStream:
         payload = self._outgoing(body, model, stream=True)
         response = await self.open_stream(payload, timeout=timeout, head=self.chat_head(model, stream=True))

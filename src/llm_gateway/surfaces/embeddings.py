@@ -87,7 +87,9 @@ class EmbeddingsSurface:
     def dropped_params(
         self, provider: Provider, model: str, request: EmbeddingsRequest, body: dict[str, Any]
     ) -> tuple[str, ...]:
-        return ()  # passed through as sent
+        if not isinstance(provider, Embeddings):
+            return ()
+        return provider.embeddings_dropped_params(body, model)  # () for a passthrough
 
     def usage(self, answer: dict[str, Any]) -> Usage | None:
         usage = answer.get("usage")

@@ -132,6 +132,9 @@ class GoogleAdapter(HttpAdapter):
 
     # -- embeddings ------------------------------------------------------------------------------
 
+    def embeddings_dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
+        return embed.dropped_params(body)
+
     async def embeddings(self, body: dict[str, Any], model: str, *, timeout: float) -> Completion:
         texts = embed.embedding_texts(body)
         size = embed.dimensions(body)

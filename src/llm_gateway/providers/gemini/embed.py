@@ -28,6 +28,11 @@ def embedding_texts(body: dict[str, Any]) -> list[str]:
     return items
 
 
+def dropped_params(body: dict[str, Any]) -> tuple[str, ...]:
+    """What Google's embeddings APIs have no field for: the caller's ``user`` (an end-user id for abuse tracking)."""
+    return ("user",) if body.get("user") is not None else ()
+
+
 def dimensions(body: dict[str, Any]) -> int | None:
     value = body.get("dimensions")
     if value is None:
