@@ -11,7 +11,7 @@ import pytest
 
 from .upstream import FakeProvider
 
-__all__ = ["anthropic_fake", "groq_fake", "openai_fake"]
+__all__ = ["anthropic_fake", "bedrock_fake", "groq_fake", "openai_fake"]
 
 
 @pytest.fixture
@@ -32,4 +32,12 @@ def anthropic_fake() -> Iterator[FakeProvider]:
 def groq_fake() -> Iterator[FakeProvider]:
     """A fake Groq at ``groq_fake.base_url`` (ends in ``/openai/v1``)."""
     with FakeProvider("groq") as fake:
+        yield fake
+
+
+@pytest.fixture
+def bedrock_fake() -> Iterator[FakeProvider]:
+    """A fake Bedrock runtime at ``bedrock_fake.base_url`` (``base_url`` of a ``type: bedrock`` provider): SigV4 with
+    ``bedrock_wire.ACCESS_KEY_ID`` and ``bedrock_fake.api_key`` as the secret key, or the key as a Bedrock API key."""
+    with FakeProvider("bedrock") as fake:
         yield fake

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from .anthropic_wire import AnthropicWire, count_tokens
+from .bedrock_wire import BedrockWire
 from .behaviours import Behaviour, Delay, Drop, Fail, Reply
 from .openai_wire import OpenAIWire
 from .playback import ProviderWire, json_answer, play
@@ -32,14 +33,17 @@ from .responses_wire import ResponsesWire
 # Where an embeddings request goes when the provider has none (Anthropic): its 404, recorded like any request.
 _NO_EMBEDDINGS_PATH = "/v1/embeddings"
 # Where a Responses request goes (``<base_url>/responses``); only the OpenAI fake answers it.
-_RESPONSES_PATHS = {"openai": "/v1/responses", "groq": "/openai/v1/responses", "anthropic": "/v1/responses"}
+_RESPONSES_PATHS = {
+    "openai": "/v1/responses", "groq": "/openai/v1/responses", "anthropic": "/v1/responses", "bedrock": "/v1/responses",
+}  # fmt: skip
 
-ProviderKind = Literal["openai", "anthropic", "groq"]
+ProviderKind = Literal["openai", "anthropic", "groq", "bedrock"]
 # Each kind of fake: its wire (from the API key it accepts), and the path its base URL ends in.
 _KINDS: dict[str, tuple[Callable[[str], ProviderWire], str]] = {
     "openai": (lambda key: OpenAIWire("openai", key), "/v1"),
     "groq": (lambda key: OpenAIWire("groq", key), "/openai/v1"),
     "anthropic": (AnthropicWire, ""),
+    "bedrock": (BedrockWire, ""),
 }
 # What count_tokens can be told to do: answer (``Reply``: the count), fail, wait, or drop the connection.
 CountBehaviour = Reply | Fail | Delay | Drop
@@ -290,7 +294,8 @@ class FakeProvider:
         """The wire's verdict on the request's credentials: over the whole request when it signs one (SigV4)."""
         authenticate = getattr(wire, "authenticate", None)
         if authenticate is not None:
-            problem: tuple[int, Any] | None = authenticate(request.method, request.path_qs, request.headers, raw)
+            # The path as sent (percent-encoded): a signature covers it byte for byte.
+            problem: tuple[int, Any] | None = authenticate(request.method, request.raw_path, request.headers, raw)
             return problem
         return wire.check_auth(request.headers)
 
