@@ -120,7 +120,8 @@ def test_a_stream_error_is_an_exception_frame_botocore_raises(bedrock: Any, bedr
 
 @pytest.mark.parametrize(
     ("options", "kind"),
-    [({"secret": "wrong"}, "InvalidSignatureException"), ({"key": "AKIAUNKNOWN000000000"}, "UnrecognizedClientException"),
+    [({"secret": "wrong"}, "InvalidSignatureException"),
+     ({"key": "AKIAUNKNOWN000000000"}, "UnrecognizedClientException"),
      ({"key": TEMP_ACCESS_KEY_ID, "token": "wrong-token"}, "UnrecognizedClientException"),
      ({"key": TEMP_ACCESS_KEY_ID}, "UnrecognizedClientException")],
 )  # fmt: skip
@@ -218,7 +219,7 @@ def test_fail_mid_stream_cuts_the_frames_and_echo_headers_repeats_them(
     bedrock: Any, bedrock_fake: FakeProvider
 ) -> None:
     bedrock_fake.push(FailMidStream(1))
-    with pytest.raises(Exception):  # noqa: B017, PT011 - urllib3's cut body, as botocore sees a reset
+    with pytest.raises(Exception):  # noqa: B017 - urllib3's cut body, as botocore sees a reset
         list(bedrock.converse_stream(modelId="m", messages=HELLO)["stream"])
     bedrock_fake.push(EchoHeaders(400))
     with pytest.raises(ClientError) as caught:
