@@ -4,6 +4,8 @@ every frame the fake writes; and a wrong signature, key or token is refused as A
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,6 +52,14 @@ def client(fake: FakeProvider, *, key: str = ACCESS_KEY_ID, secret: str | None =
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_socket_left_open() -> Iterator[None]:
+    """botocore's clients pool urllib3 sockets: a socket left open surfaces as a ResourceWarning here, in the test
+    that left it, not at some later test's garbage collection."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture
 def bedrock(bedrock_fake: FakeProvider) -> Iterator[Any]:
     made = client(bedrock_fake)
@@ -77,7 +87,8 @@ def test_botocore_reads_the_fakes_stream_of_text_and_tool_calls(bedrock: Any, be
     answer = bedrock.converse_stream(
         modelId="anthropic.claude-3-5-haiku-20241022-v1:0", messages=HELLO, toolConfig=TOOLS
     )
-    events = list(answer["stream"])
+    with contextlib.closing(answer["stream"]) as stream:
+        events = list(stream)
     names = [next(iter(event)) for event in events]
     assert names == [
         "messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "contentBlockStart",
@@ -109,9 +120,11 @@ def test_fail_renders_aws_exceptions_botocore_recognises(
 
 def test_a_stream_error_is_an_exception_frame_botocore_raises(bedrock: Any, bedrock_fake: FakeProvider) -> None:
     bedrock_fake.push(StreamError(1, message="slow down", error_type="throttlingException"))
-    stream = bedrock.converse_stream(modelId="m", messages=HELLO)["stream"]
     seen = []
-    with pytest.raises(ClientError) as caught:
+    with (
+        contextlib.closing(bedrock.converse_stream(modelId="m", messages=HELLO)["stream"]) as stream,
+        pytest.raises(ClientError) as caught,
+    ):
         for event in stream:
             seen.append(next(iter(event)))
     assert seen == ["messageStart", "contentBlockDelta"]
@@ -127,9 +140,11 @@ def test_a_stream_error_is_an_exception_frame_botocore_raises(bedrock: Any, bedr
 )  # fmt: skip
 def test_bad_credentials_are_refused_like_aws(bedrock_fake: FakeProvider, options: dict[str, str], kind: str) -> None:
     bad = client(bedrock_fake, **options)
-    with pytest.raises(ClientError) as caught:
-        bad.converse(modelId="m", messages=HELLO)
-    bad.close()
+    try:
+        with pytest.raises(ClientError) as caught:
+            bad.converse(modelId="m", messages=HELLO)
+    finally:
+        bad.close()
     assert caught.value.response["Error"]["Code"] == kind
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert bedrock_fake.count == 1
@@ -137,10 +152,11 @@ def test_bad_credentials_are_refused_like_aws(bedrock_fake: FakeProvider, option
 
 def test_temporary_credentials_with_their_token_are_accepted(bedrock_fake: FakeProvider) -> None:
     temporary = client(bedrock_fake, key=TEMP_ACCESS_KEY_ID, token=session_token(bedrock_fake.api_key))
-    assert temporary.converse(modelId="m", messages=HELLO)["output"]["message"]["content"] == [
-        {"text": "Hello from bedrock"}
-    ]
-    temporary.close()
+    try:
+        answer = temporary.converse(modelId="m", messages=HELLO)
+    finally:
+        temporary.close()
+    assert answer["output"]["message"]["content"] == [{"text": "Hello from bedrock"}]
 
 
 def signed(fake: FakeProvider, body: bytes, *, path: str = "/model/m/converse", tamper: bool = False) -> httpx.Response:
@@ -220,7 +236,8 @@ def test_fail_mid_stream_cuts_the_frames_and_echo_headers_repeats_them(
 ) -> None:
     bedrock_fake.push(FailMidStream(1))
     with pytest.raises(Exception):  # noqa: B017 - urllib3's cut body, as botocore sees a reset
-        list(bedrock.converse_stream(modelId="m", messages=HELLO)["stream"])
+        with contextlib.closing(bedrock.converse_stream(modelId="m", messages=HELLO)["stream"]) as stream:
+            list(stream)
     bedrock_fake.push(EchoHeaders(400))
     with pytest.raises(ClientError) as caught:
         bedrock.converse(modelId="m", messages=HELLO)
