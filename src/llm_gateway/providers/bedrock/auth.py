@@ -144,6 +144,11 @@ class SigV4Signer:
         if frozen != self._frozen:
             self._use(frozen)
 
+    def close(self) -> None:
+        """Stop a refresh in flight (its thread finishes on its own; its result is dropped)."""
+        if self._refresh is not None:
+            self._refresh.cancel()
+
     def sign(self, auth: SigV4Auth, url: str, headers: dict[str, str], payload: bytes) -> dict[str, str]:
         """The headers SigV4 adds for this request (``X-Amz-Date``, ``X-Amz-Security-Token``, ``Authorization``):
         botocore signs the method, the URL's path as sent (percent-encoded), the host, ``headers`` and the body."""

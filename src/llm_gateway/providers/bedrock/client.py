@@ -129,6 +129,11 @@ class BedrockProvider(HttpAdapter):
         translator = ConverseStreamTranslator(model=model, created=int(time.time()), include_usage=include_usage)
         return BedrockStream(self, response, deadline, translator)
 
+    async def aclose(self) -> None:
+        if self._signer is not None:
+            self._signer.close()
+        await super().aclose()
+
     def dropped_params(self, body: dict[str, Any], model: str) -> tuple[str, ...]:
         return dropped_params(body, model, default_max_tokens=self._default_max_tokens)
 
