@@ -4,8 +4,11 @@ anthropic for Messages)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+import struct
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,24 @@ import openai
 import orjson
 import pytest
 
+from llm_gateway.errors import ProviderProtocolError, ProviderTimeout, ProviderUnreachable, UpstreamStreamError
+from llm_gateway.http import UpstreamBounds
+from llm_gateway.providers.bedrock.client import BedrockProvider
+from llm_gateway.settings import ProviderConfig
 from tests.conftest import StartGateway
-from tests.fakes import EchoHeaders, Fail, FakeProvider, Reply, StreamError
+from tests.fakes import (
+    Delay,
+    Drop,
+    EchoHeaders,
+    Fail,
+    FailMidStream,
+    FakeProvider,
+    Flood,
+    Raw,
+    Reply,
+    Stall,
+    StreamError,
+)  # fmt: skip
 from tests.fakes.bedrock_wire import ACCESS_KEY_ID, REGION, TEMP_ACCESS_KEY_ID, session_token
 from tests.harness import GatewayServer
 from tests.identity_support import create_key
@@ -345,3 +364,58 @@ def test_no_secret_leaks_in_relayed_errors(
     with pytest.raises(openai.BadRequestError) as caught:
         keyed.chat.completions.create(model="keyed", messages=HELLO)
     assert "Bearer ***" in str(caught.value.body) and bedrock_fake.api_key not in str(caught.value.body)
+
+
+# ------------------------------------------------------------- every behaviour, on the adapter itself
+
+
+@pytest.fixture
+async def adapter(bedrock_fake: FakeProvider) -> AsyncIterator[BedrockProvider]:
+    config = ProviderConfig.model_validate(
+        {"type": "bedrock", "base_url": bedrock_fake.base_url, "region": REGION,
+         "aws_access_key_id": ACCESS_KEY_ID, "aws_secret_access_key": bedrock_fake.api_key}
+    )  # fmt: skip
+    made = BedrockProvider("bedrock", config, UpstreamBounds(max_response_bytes=1 << 20, max_sse_line_bytes=4096))
+    yield made
+    await made.aclose()
+
+
+async def drain(adapter: BedrockProvider, *, timeout: float = 5) -> str:
+    stream = await adapter.chat_stream(
+        {"messages": HELLO}, CLAUDE, timeout=timeout, deadline=asyncio.get_running_loop().time() + 30
+    )
+    try:
+        chunks = [orjson.loads(payload) async for payload in stream]
+        return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    finally:
+        await stream.aclose()
+
+
+async def test_every_behaviour_plays_on_the_fake_bedrock(adapter: BedrockProvider, bedrock_fake: FakeProvider) -> None:
+    bedrock_fake.push(Delay(0.05, Reply("late")))
+    assert await drain(adapter) == "late"
+    bedrock_fake.push(Drop())
+    with pytest.raises(ProviderUnreachable):
+        await drain(adapter)
+    bedrock_fake.push(FailMidStream(1))
+    with pytest.raises(ProviderUnreachable):
+        await drain(adapter)
+    bedrock_fake.push(Stall(1, 2.0))
+    with pytest.raises(ProviderTimeout):
+        await drain(adapter, timeout=0.3)
+    bedrock_fake.push(Raw(200, b"<html>oops</html>", "text/html"))
+    with pytest.raises(ProviderProtocolError):
+        await adapter.chat({"messages": HELLO}, CLAUDE, timeout=5)
+    prelude = struct.pack(">II", 1 << 22, 0)  # a valid prelude announcing a 4 MiB frame: never whole in the bound
+    stream = "application/vnd.amazon.eventstream"
+    bedrock_fake.push(
+        Flood(1 << 22, prefix=prelude + struct.pack(">I", zlib.crc32(prelude)), announce=False, content_type=stream)
+    )
+    with pytest.raises(UpstreamStreamError, match="too large"):
+        await drain(adapter)
+    bedrock_fake.push(Flood(1 << 22, announce=False, content_type=stream))  # not even a prelude: its CRC fails
+    with pytest.raises(UpstreamStreamError, match="invalid stream event"):
+        await drain(adapter)
+    bedrock_fake.push(Flood(1 << 22))
+    with pytest.raises(ProviderProtocolError, match="too large"):
+        await adapter.chat({"messages": HELLO}, CLAUDE, timeout=5)
