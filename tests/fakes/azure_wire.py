@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from .behaviours import Reply
 from .openai_wire import OpenAIWire, Problem
@@ -124,8 +125,9 @@ class AzureWire(OpenAIWire):
         return self._credentials(headers, v1=False)
 
     def authenticate(self, method: str, path_qs: str, headers: Mapping[str, str], raw: bytes) -> Problem | None:
-        """In Azure's order: the URL's version, the credentials, the deployment."""
-        path, _, query = path_qs.partition("?")
+        """In Azure's order: the URL's version, the credentials, the deployment (``path_qs`` as sent: encoded)."""
+        raw_path, _, query = path_qs.partition("?")
+        path = unquote(raw_path)
         versions = [value for name, _, value in (p.partition("=") for p in query.split("&")) if name == "api-version"]
         match = _DEPLOYMENT_ROUTE.match(path)
         if match is None:  # the v1 path: a version is optional

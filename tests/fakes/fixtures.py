@@ -16,6 +16,7 @@ from .upstream import FakeProvider
 __all__ = [
     "anthropic_fake",
     "azure_fake",
+    "bedrock_fake",
     "gemini_fake",
     "groq_fake",
     "openai_fake",
@@ -73,3 +74,11 @@ def vertex_credentials(vertex_fake: FakeProvider, tmp_path: Path) -> Path:
     tokens = getattr(vertex_fake.wire, "tokens", None)
     assert tokens is not None
     return write_service_account(tmp_path / "service-account.json", f"{vertex_fake.base_url}/token", tokens)
+
+
+@pytest.fixture
+def bedrock_fake() -> Iterator[FakeProvider]:
+    """A fake Bedrock runtime at ``bedrock_fake.base_url`` (``base_url`` of a ``type: bedrock`` provider): SigV4 with
+    ``bedrock_wire.ACCESS_KEY_ID`` and ``bedrock_fake.api_key`` as the secret key, or the key as a Bedrock API key."""
+    with FakeProvider("bedrock") as fake:
+        yield fake

@@ -26,7 +26,8 @@ class ProviderWire(Protocol):
     ``chat_routes`` (aiohttp path patterns served as chat, e.g. ``/model/{model}/converse``; default
     ``(chat_path,)``) with ``is_chat(path)``; ``request_view(method, path, query, body)`` (the body the wire judges and
     answers: e.g. the model and ``stream`` read from the URL; the recorded body stays as sent); ``authenticate(method,
-    path_qs, headers, raw)`` (instead of ``check_auth``: for a signature over the whole request);
+    path_qs, headers, raw)`` (instead of ``check_auth``: for a signature over the whole request; ``path_qs`` as
+    sent, percent-encoded);
     ``stream_content_type``; and ``error_headers(status, body)`` (headers every error answer carries).
     """
 

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from .anthropic_wire import AnthropicWire, count_tokens
 from .azure_wire import AzureWire
+from .bedrock_wire import BedrockWire
 from .behaviours import Behaviour, Delay, Drop, Fail, Reply
 from .gemini_wire import GeminiWire
 from .openai_wire import OpenAIWire
@@ -39,15 +40,19 @@ _RESPONSES_PATHS = {
     "groq": "/openai/v1/responses",
     "anthropic": "/v1/responses",
     "azure": "/openai/v1/responses",
+    "bedrock": "/v1/responses",
+    "gemini": "/v1/responses",
+    "vertex": "/v1/responses",
 }
 
-ProviderKind = Literal["openai", "anthropic", "groq", "azure", "gemini", "vertex"]
+ProviderKind = Literal["openai", "anthropic", "groq", "azure", "bedrock", "gemini", "vertex"]
 # Each kind of fake: its wire (from the API key it accepts), and the path its base URL ends in.
 _KINDS: dict[str, tuple[Callable[[str], ProviderWire], str]] = {
     "openai": (lambda key: OpenAIWire("openai", key), "/v1"),
     "groq": (lambda key: OpenAIWire("groq", key), "/openai/v1"),
     "anthropic": (AnthropicWire, ""),
     "azure": (AzureWire, ""),
+    "bedrock": (BedrockWire, ""),
     "gemini": (lambda key: GeminiWire("gemini", key), ""),
     "vertex": (lambda key: GeminiWire("vertex", key), ""),
 }
@@ -330,7 +335,8 @@ class FakeProvider:
         """The wire's verdict on the request's credentials: over the whole request when it signs one (SigV4)."""
         authenticate = getattr(wire, "authenticate", None)
         if authenticate is not None:
-            problem: tuple[int, Any] | None = authenticate(request.method, request.path_qs, request.headers, raw)
+            # The path as sent (percent-encoded): a signature covers it byte for byte.
+            problem: tuple[int, Any] | None = authenticate(request.method, request.raw_path, request.headers, raw)
             return problem
         return wire.check_auth(request.headers)
 

@@ -1,7 +1,8 @@
 """What every HTTP adapter shares: post JSON and read a bounded answer, open an event stream, relay it.
 
 An adapter (``openai_compat.py``, ``anthropic/client.py``) subclasses ``HttpAdapter`` for its request
-heads and error bodies and ``EventStream`` for its ``translate(event)``; everything else lives here
+heads and error bodies and ``EventStream`` (SSE; ``UpstreamStream`` for another framing, as Bedrock's) for its
+``translate(event)``; everything else lives here
 once: the transport (``llm_gateway.http``), ``map_transport_errors`` (the transport's exceptions ->
 the gateway's ``UpstreamError`` tree), the upstream's ``Retry-After``, and secret masking (the key and
 every configured header value become ``***`` in any message relayed to the caller or logged).
@@ -15,7 +16,7 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -145,6 +146,9 @@ class ErrorFields(NamedTuple):
 class HttpAdapter:
     """One provider's transport, request heads and error handling; subclasses say how errors read."""
 
+    # What a stream answer must be labelled (Bedrock's is AWS's event-stream framing).
+    stream_content_type: ClassVar[str] = "text/event-stream"
+
     def __init__(
         self,
         name: str,
@@ -223,7 +227,7 @@ class HttpAdapter:
             try:
                 if response.status >= 400:
                     raise await self._rejection(response)
-                if response.content_type != "text/event-stream":
+                if response.content_type != self.stream_content_type:
                     raise ProviderProtocolError(
                         f"{self.name} answered a stream request with {response.content_type or 'no content type'}",
                         provider=self.name,
@@ -255,11 +259,16 @@ class HttpAdapter:
         return rejected
 
 
-class EventStream:
-    """A ``ChunkStream`` over an upstream event stream: subclasses ``translate`` each event to chunk payloads.
+EventT = TypeVar("EventT")
+
+
+class UpstreamStream(Generic[EventT]):
+    """A ``ChunkStream`` over an upstream's events, however framed: subclasses say how the body reads as events
+    (``events``) and ``translate`` each one to chunk payloads.
 
     ``translate`` sets ``finished`` when the upstream said the answer is whole (the rest is not read);
-    a body that ends before that calls ``ended()``, which refuses by default."""
+    a body that ends before that calls ``ended()``, which refuses by default. Every event is checked against
+    the stream's ``deadline``; a translation error is masked of the adapter's secrets."""
 
     def __init__(self, adapter: HttpAdapter, response: UpstreamResponse, deadline: float) -> None:
         self._provider = adapter.name
@@ -278,7 +287,10 @@ class EventStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterator
 
-    def translate(self, event: SSEEvent) -> Iterable[bytes]:
+    def events(self, response: UpstreamResponse) -> AsyncIterator[EventT]:
+        raise NotImplementedError
+
+    def translate(self, event: EventT) -> Iterable[bytes]:
         raise NotImplementedError
 
     def ended(self) -> None:
@@ -309,7 +321,7 @@ class EventStream:
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
         provider, loop = self._provider, asyncio.get_running_loop()
         with map_transport_errors(provider, stream=True):
-            async for event in iter_sse(self._response, max_line_bytes=self._max_line):
+            async for event in self.events(self._response):
                 if loop.time() > self._deadline:
                     raise ProviderTimeout(f"{provider} stream exceeded the request timeout", provider=provider)
                 try:
@@ -324,3 +336,10 @@ class EventStream:
                 if self.finished:
                     return
         self.ended()
+
+
+class EventStream(UpstreamStream[SSEEvent]):
+    """An ``UpstreamStream`` over ``text/event-stream`` (SSE), lines bounded by ``max_sse_line_bytes``."""
+
+    def events(self, response: UpstreamResponse) -> AsyncIterator[SSEEvent]:
+        return iter_sse(response, max_line_bytes=self._max_line)
