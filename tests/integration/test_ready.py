@@ -69,8 +69,9 @@ def test_without_any_provider_key_a_built_in_group_is_503_naming_the_keys(
     gateway = start_gateway({"GATEWAY_CONFIG": "", "DATABASE_URL": sqlite_url(tmp_path), "LOG_LEVEL": "WARNING"})
     hints = [r.getMessage() for r in caplog.records if "no LLM provider has an API key" in r.getMessage()]
     assert hints == [
-        "no LLM provider has an API key: set OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY or GATEWAY_CONFIG "
-        "(a YAML file of providers and model groups); until then every model answers 503 no_provider_configured"
+        "no LLM provider has an API key: set OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY, GEMINI_API_KEY or "
+        "GATEWAY_CONFIG (a YAML file of providers and model groups); until then every model answers 503 "
+        "no_provider_configured"
     ]
 
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
