@@ -41,6 +41,7 @@ from llm_gateway.providers.anthropic.wire import (
     finish_reason,
     openai_usage,
 )
+from llm_gateway.providers.chat_request import function_tools, json_answer_schema, tool_call
 
 __all__ = [
     "AnthropicStreamTranslator",
@@ -216,30 +217,8 @@ def _assistant_blocks(message: dict[str, Any], param: str) -> list[ContentBlock]
 
 
 def _tool_use_block(call: Any, param: str) -> ToolUseBlock:
-    function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(call, dict) or not isinstance(function, dict):
-        raise InvalidRequest("a tool call needs 'id' and 'function'", param=param)
-    call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
-    if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequest("a tool call needs a string 'id'", param=f"{param}.id")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest("a tool call needs a string 'function.name'", param=f"{param}.function.name")
-    return {"type": "tool_use", "id": call_id, "name": name, "input": _arguments(arguments, param)}
-
-
-def _arguments(arguments: Any, param: str) -> dict[str, Any]:
-    param = f"{param}.function.arguments"
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}  # some clients send "" for a call without arguments
-    if not isinstance(arguments, str):
-        raise InvalidRequest("'function.arguments' must be a JSON string", param=param)
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"'function.arguments' is not valid JSON: {exc}", param=param) from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest("'function.arguments' must encode a JSON object", param=param)
-    return cast(dict[str, Any], parsed)
+    read = tool_call(call, param)
+    return {"type": "tool_use", "id": read.id, "name": read.name, "input": read.arguments}
 
 
 def _tool_result_block(message: dict[str, Any], param: str) -> ToolResultBlock:
@@ -314,31 +293,14 @@ def _tooling(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tools(raw: Any) -> list[Tool]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise InvalidRequest("'tools' must be an array", param="tools")
-    return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
-
-
-def _tool(raw: Any, param: str) -> Tool:
-    function = raw.get("function") if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or raw.get("type") != "function" or not isinstance(function, dict):
-        raise InvalidRequest("only tools of type 'function' are supported", param=f"{param}.type")
-    name, description = function.get("name"), function.get("description")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest("a tool needs a string 'function.name'", param=f"{param}.function.name")
-    if name == JSON_TOOL_NAME:
-        raise InvalidRequest(f"the tool name {JSON_TOOL_NAME!r} is reserved", param=f"{param}.function.name")
-    schema = function.get("parameters")
-    if schema is None:
-        schema = {"type": "object", "properties": {}}
-    if not isinstance(schema, dict):
-        raise InvalidRequest("'function.parameters' must be a JSON schema object", param=f"{param}.function.parameters")
-    tool: Tool = {"name": name, "input_schema": schema}
-    if isinstance(description, str) and description:
-        tool["description"] = description
-    return tool
+    tools: list[Tool] = []
+    for function in function_tools(raw, reserved=JSON_TOOL_NAME):
+        schema = function.parameters if function.parameters is not None else {"type": "object", "properties": {}}
+        tool: Tool = {"name": function.name, "input_schema": schema}
+        if function.description:
+            tool["description"] = function.description
+        tools.append(tool)
+    return tools
 
 
 def _tool_choice(raw: Any) -> ToolChoice | None:
@@ -361,23 +323,11 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
 def _json_tool(response_format: Any) -> Tool | None:
     # Structured outputs via a forced tool work on every Claude model; the native
     # `output_config.format` only on Claude 4.5+ (platform.claude.com/docs/en/build-with-claude/structured-outputs).
-    kind = response_format.get("type") if isinstance(response_format, dict) else response_format
-    if response_format is None or kind == "text":
+    answer = json_answer_schema(response_format)
+    if answer is None:
         return None
-    description = "Give your final answer to the user as this tool's input: a JSON object."
-    if kind == "json_object":
-        return {"name": JSON_TOOL_NAME, "description": description, "input_schema": {"type": "object"}}
-    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
-    if kind != "json_schema" or not isinstance(spec, dict):
-        raise InvalidRequest(
-            "'response_format' must be of type 'text', 'json_object' or 'json_schema'", param="response_format"
-        )
-    schema = spec.get("schema", {"type": "object"})
-    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
-        raise InvalidRequest("the response JSON schema must describe an object", param="response_format.json_schema")
-    if isinstance(spec.get("description"), str) and spec["description"]:
-        description = f"{description} {spec['description']}"
-    return {"name": JSON_TOOL_NAME, "description": description, "input_schema": {"type": "object", **schema}}
+    description, schema = answer
+    return {"name": JSON_TOOL_NAME, "description": description, "input_schema": schema}
 
 
 def _force_json_tool(choice: ToolChoice | None, *, has_caller_tools: bool) -> ToolChoice:

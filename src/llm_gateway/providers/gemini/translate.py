@@ -12,11 +12,12 @@ takes JSON Schema as it is there (``$ref``, ``anyOf``, ``additionalProperties``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import orjson
 
 from llm_gateway.errors import InvalidRequest, UnsupportedFeature
+from llm_gateway.providers.chat_request import function_tools, tool_call
 from llm_gateway.providers.gemini.params import NUMBERS, completion_cap, number, thinking_config
 from llm_gateway.providers.gemini.wire import (
     MAX_CANDIDATES,
@@ -169,39 +170,16 @@ def _model_parts(message: dict[str, Any], param: str, names: dict[str, str], *, 
     if not isinstance(tool_calls, list):
         raise InvalidRequest("'tool_calls' must be an array", param=f"{param}.tool_calls")
     for i, call in enumerate(tool_calls):
-        call_param = f"{param}.tool_calls[{i}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(call, dict) or not isinstance(function, dict):
-            raise InvalidRequest("a tool call needs 'id' and 'function'", param=call_param)
-        call_id, name = call.get("id"), function.get("name")
-        if not isinstance(call_id, str) or not call_id:
-            raise InvalidRequest("a tool call needs a string 'id'", param=f"{call_param}.id")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest("a tool call needs a string 'function.name'", param=f"{call_param}.function.name")
-        names[call_id] = name
-        part: Part = {"functionCall": {"name": name, "args": _arguments(function.get("arguments"), call_param)}}
-        signature = signature_of(call_id)
+        read = tool_call(call, f"{param}.tool_calls[{i}]")
+        names[read.id] = read.name
+        part: Part = {"functionCall": {"name": read.name, "args": read.arguments}}
+        signature = signature_of(read.id)
         if signature is None and signed and i == 0:
             signature = SKIP_SIGNATURE  # only the first call of a turn carries one
         if signature is not None:
             part["thoughtSignature"] = signature
         parts.append(part)
     return parts
-
-
-def _arguments(arguments: Any, param: str) -> dict[str, Any]:
-    param = f"{param}.function.arguments"
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}
-    if not isinstance(arguments, str):
-        raise InvalidRequest("'function.arguments' must be a JSON string", param=param)
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"'function.arguments' is not valid JSON: {exc}", param=param) from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest("'function.arguments' must encode a JSON object", param=param)
-    return cast(dict[str, Any], parsed)
 
 
 def _function_response(message: dict[str, Any], param: str, names: dict[str, str]) -> Part:
@@ -234,28 +212,15 @@ def _function_response(message: dict[str, Any], param: str, names: dict[str, str
 
 
 def _tools(raw: Any) -> list[FunctionDeclaration]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise InvalidRequest("'tools' must be an array", param="tools")
-    return [_declaration(tool, f"tools[{i}]") for i, tool in enumerate(raw)]
-
-
-def _declaration(raw: Any, param: str) -> FunctionDeclaration:
-    function = raw.get("function") if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or raw.get("type") != "function" or not isinstance(function, dict):
-        raise UnsupportedFeature("tools other than functions", param=f"{param}.type")
-    name, description, schema = function.get("name"), function.get("description"), function.get("parameters")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest("a tool needs a string 'function.name'", param=f"{param}.function.name")
-    declaration: FunctionDeclaration = {"name": name}
-    if isinstance(description, str) and description:
-        declaration["description"] = description
-    if schema is not None:
-        if not isinstance(schema, dict):
-            raise InvalidRequest("'function.parameters' must be a JSON schema", param=f"{param}.function.parameters")
-        declaration["parametersJsonSchema"] = schema
-    return declaration
+    declarations: list[FunctionDeclaration] = []
+    for function in function_tools(raw, skip_other_kinds=True):
+        declaration: FunctionDeclaration = {"name": function.name}
+        if function.description:
+            declaration["description"] = function.description
+        if function.parameters is not None:
+            declaration["parametersJsonSchema"] = function.parameters
+        declarations.append(declaration)
+    return declarations
 
 
 def _tool_config(raw: Any) -> FunctionCallingConfig | None:
