@@ -54,7 +54,7 @@ from llm_gateway.store.conversations import ConversationStore
 from llm_gateway.store.db import open_database
 from llm_gateway.store.ledger import UsageLedger
 from llm_gateway.store.redis import PrefixedRedis, open_redis
-from llm_gateway.store.redis import connect as connect_redis
+from llm_gateway.store.resp import connect_pipelined
 from llm_gateway.telemetry import Telemetry, TelemetrySettings, genai, setup_logging
 
 if TYPE_CHECKING:
@@ -97,8 +97,7 @@ def create_app(config: GatewayConfig, *, telemetry: Telemetry | None = None) -> 
             conversations.start()
             stack.push_async_callback(conversations.aclose)
             app.state.conversations = conversations
-            limits = _limits(settings, redis, ledger)
-            stack.push_async_callback(limits.aclose)
+            limits = await stack.enter_async_context(_limits(settings, redis, ledger))
             cache = await stack.enter_async_context(_cache(settings, on_error=app.state.telemetry.metrics.cache_error))
             tokens.preload_in_background(tokens.encodings_for(config.models))  # the groups' encoders, off start-up
 
@@ -234,41 +233,55 @@ def _cors_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _limits(settings: Settings, redis: PrefixedRedis | None, ledger: UsageLedger) -> Admission:
-    """Rate limits and budgets: in Redis when shared, else in process; rebuilt from the ledger when lost."""
+@asynccontextmanager
+async def _limits(settings: Settings, redis: PrefixedRedis | None, ledger: UsageLedger) -> AsyncIterator[Admission]:
+    """Rate limits and budgets: in Redis when shared, else in process; rebuilt from the ledger when lost.
+
+    In Redis through a pipelined connection of their own (``store/resp.py``): two round trips a request.
+    """
     allowance = settings.default_completion_allowance
     reservation_ttl = settings.request_timeout_seconds + 60
     ledger_totals = ledger.month_totals  # tokens and spend per user, key and team: what lost counters restart from
-    if redis is None:
-        return MemoryLimits(
+    client = None
+    limits: Admission
+    if redis is None or settings.redis_url is None:
+        limits = MemoryLimits(
             ledger_totals=ledger_totals,
             completion_allowance=allowance,
             reservation_ttl_seconds=reservation_ttl,
         )
-    return RedisLimits(
-        redis.client,
-        redis.prefix,
-        ledger_totals=ledger_totals,
-        on_redis_error=settings.limits_on_redis_error,
-        timeout_seconds=settings.limits_redis_timeout_seconds,
-        completion_allowance=allowance,
-        reservation_ttl_seconds=reservation_ttl,
-    )
+    else:
+        client = connect_pipelined(settings.redis_url.get_secret_value())
+        limits = RedisLimits(
+            client,
+            redis.prefix,
+            ledger_totals=ledger_totals,
+            on_redis_error=settings.limits_on_redis_error,
+            timeout_seconds=settings.limits_redis_timeout_seconds,
+            completion_allowance=allowance,
+            reservation_ttl_seconds=reservation_ttl,
+        )
+    try:
+        yield limits
+    finally:
+        await limits.aclose()
+        if client is not None:
+            await client.aclose()
 
 
 @asynccontextmanager
 async def _cache(settings: Settings, *, on_error: ErrorCallback | None = None) -> AsyncIterator[ResponseCache | None]:
-    """The response cache: Redis when configured (its own client: a timed-out call drops its connection)."""
+    """The response cache: Redis when configured, through a pipelined connection of its own (``store/resp.py``)."""
     if not settings.cache_enabled or settings.cache_ttl_seconds <= 0:
         yield None
         return
     if settings.redis_url is None:
         yield MemoryCache(max_bytes=settings.cache_max_bytes, ttl_seconds=settings.cache_ttl_seconds)
         return
-    redis = connect_redis(settings.redis_url.get_secret_value(), settings.redis_prefix)
+    client = connect_pipelined(settings.redis_url.get_secret_value())
     cache = RedisCache(
-        redis.client,
-        prefix=redis.key("cache:"),
+        client,
+        prefix=f"{settings.redis_prefix}cache:",
         ttl_seconds=settings.cache_ttl_seconds,
         timeout_seconds=settings.cache_redis_timeout_seconds,
         open_for_seconds=settings.cache_redis_open_seconds,
@@ -278,7 +291,7 @@ async def _cache(settings: Settings, *, on_error: ErrorCallback | None = None) -
         yield cache
     finally:
         await cache.drain()
-        await redis.client.aclose()
+        await client.aclose()
 
 
 @asynccontextmanager

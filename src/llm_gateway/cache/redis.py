@@ -23,6 +23,8 @@ from llm_gateway.cache.entry import decode_entry, encode_entry
 if TYPE_CHECKING:  # redis-py itself only once a client exists (it is slow to import)
     from redis.asyncio import Redis
 
+    from llm_gateway.store.resp import PipelinedRedis
+
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -89,7 +91,7 @@ class RedisCache:
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | PipelinedRedis,
         *,
         prefix: str,
         ttl_seconds: float,

@@ -5,7 +5,8 @@ Keys (``prefix`` first): ``rate:<rate_key>:<window>`` and ``rate:team:<team id>:
 ``teambudget:<team id>:<YYYY-MM>`` (hashes ``used``/``reserved`` in tokens, ``used_nano``/``reserved_nano``
 in nano-dollars) and ``…:holds`` (a sorted set of the holds in flight, ``<ticket>:<tokens>:<nano>`` by
 deadline); month keys expire a week after their month. Scripts run by EVALSHA; on NOSCRIPT (a
-restarted Redis) redis-py loads and retries.
+restarted Redis) the client sends EVAL, which loads it. The gateway's client is a pipelined connection
+(``store/resp.py``); redis-py's asyncio client works as well (tests, the CLI).
 
 A budget hash that Redis lost is rebuilt from the ledger before anything is admitted against
 it, so a Redis restart never hands out a fresh budget. The clock is the gateway's (injected),
@@ -50,6 +51,8 @@ from llm_gateway.schemas.core import Usage
 if TYPE_CHECKING:  # redis-py itself only once a client exists (it is slow to import)
     from redis.asyncio import Redis
 
+    from llm_gateway.store.resp import PipelinedRedis
+
 logger = logging.getLogger(__name__)
 
 ADMITTED, RATE_REFUSED, TOKENS_REFUSED, BUDGET_MISSING, USD_REFUSED = 0, 1, 2, 3, 4
@@ -92,7 +95,7 @@ class RedisLimits(CounterReports):
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | PipelinedRedis,
         prefix: str = "llmgw:",
         *,
         ledger_totals: LedgerTotals = no_ledger,
@@ -179,6 +182,7 @@ class RedisLimits(CounterReports):
 
     async def _read(self, kind: ScopeKind, subject: str, month: str) -> ScopeCounts:
         """A scope's month as Redis holds it (reservations included); the ledger's when Redis has none or is down."""
+        values: list[Any]
         try:
             async with asyncio.timeout(self._timeout):
                 values = await self._client.hmget(self._hash(kind, subject, month), _FIELDS)
