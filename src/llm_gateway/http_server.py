@@ -24,7 +24,8 @@ from typing import Any, cast
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors.multiprocess import Multiprocess
+from uvicorn.supervisors import multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 SO_ATTACH_FILTER = 26  # Linux, <asm-generic/socket.h>
 # Classic BPF, run on each packet that reaches the listening socket (the TCP header first): drop a SYN that
@@ -104,14 +105,27 @@ class DrainingServer(uvicorn.Server):
         return queued
 
 
-class DrainingMultiprocess(Multiprocess):
-    """uvicorn's supervisor for ``--workers``. Before it signals the workers: new handshakes on the shared socket
-    are refused, the workers (still serving) take those under way, and the parent closes its copy, so that the
-    socket closes with the last worker's and a connection then is refused, not queued and later reset.
+class DrainingProcess(Process):
+    """A ``--workers`` worker whose server is a ``DrainingServer``: at its SIGTERM it answers what the shared
+    socket has queued (a worker still starting, or busy, when the signal came would otherwise close the socket on
+    connections it never accepted: the last worker's close reset them)."""
 
-    The workers run uvicorn's own server: a SIGTERM sent to every process of the group at once (systemd's
-    default ``KillMode=control-group``) reaches them before the parent has done this; send it to the parent
-    (``KillMode=mixed``, as Docker and Kubernetes do), or run one worker per process."""
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = DrainingServer(config=self.config)
+        return self._server
+
+
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's supervisor for ``--workers``, whose workers are ``DrainingProcess``es. Before it signals them:
+    new handshakes on the shared socket are refused, the workers (still serving) take those under way, and the
+    parent closes its copy, so that the socket closes with the last worker's and a connection then is refused,
+    not queued and later reset.
+
+    A SIGTERM sent to every process of the group at once (systemd's default ``KillMode=control-group``) reaches
+    the workers before the parent has refused new handshakes: a connection may then be refused that could have
+    been answered; send it to the parent (``KillMode=mixed``, as Docker and Kubernetes do)."""
 
     def terminate_all(self) -> None:
         refusing = [refuse_new_handshakes(sock) for sock in self.sockets]
@@ -130,6 +144,7 @@ def run(app: str, **options: Any) -> None:
         return
     config = uvicorn.Config(app, **options)
     if config.workers > 1:
+        multiprocess.Process = DrainingProcess  # type: ignore[misc]  # the name uvicorn's supervisor makes workers by
         with contextlib.suppress(KeyboardInterrupt):
             DrainingMultiprocess(config, sockets=[config.bind_socket()]).run()
         return
