@@ -34,11 +34,11 @@ from llm_gateway.http import (
     ReadError,
     RemoteProtocolError,
     ResponseTooLarge,
+    SSEDecoder,
     SSEEvent,
     TimeoutException,
     UpstreamBounds,
     UpstreamResponse,
-    iter_sse,
 )
 from llm_gateway.schemas.core import Usage
 from llm_gateway.settings import ProviderConfig
@@ -307,20 +307,33 @@ class EventStream:
             self._response.release()
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
-        provider, loop = self._provider, asyncio.get_running_loop()
+        """One generator from the socket's reads to the payloads: the reads are awaited and the events decoded
+        by plain calls (a generator per layer cost more than the parsing)."""
+        provider, loop, response = self._provider, asyncio.get_running_loop(), self._response
+        decoder = SSEDecoder(self._max_line)
         with map_transport_errors(provider, stream=True):
-            async for event in iter_sse(self._response, max_line_bytes=self._max_line):
-                if loop.time() > self._deadline:
-                    raise ProviderTimeout(f"{provider} stream exceeded the request timeout", provider=provider)
-                try:
-                    payloads = self.translate(event)
-                except UpstreamStreamError as exc:
-                    masked = self._mask(exc.message)
-                    if masked == exc.message:
-                        raise
-                    raise UpstreamStreamError(masked, provider=provider) from None
-                for payload in payloads:
+            while (chunk := await response.next_chunk()) is not None:
+                for event in decoder.feed(chunk):
+                    for payload in self._payloads(event, loop.time()):
+                        yield payload
+                    if self.finished:
+                        return
+                decoder.raise_refused()
+            for event in decoder.end():
+                for payload in self._payloads(event, loop.time()):
                     yield payload
                 if self.finished:
                     return
         self.ended()
+
+    def _payloads(self, event: SSEEvent, now: float) -> Iterable[bytes]:
+        """``translate(event)``, past the deadline a timeout, and a secret in its message masked."""
+        if now > self._deadline:
+            raise ProviderTimeout(f"{self._provider} stream exceeded the request timeout", provider=self._provider)
+        try:
+            return self.translate(event)
+        except UpstreamStreamError as exc:
+            masked = self._mask(exc.message)
+            if masked == exc.message:
+                raise
+            raise UpstreamStreamError(masked, provider=self._provider) from None
