@@ -86,3 +86,21 @@ def test_the_decoder_takes_reads_one_call_each() -> None:
     assert decoder.feed(b'data: {"a"') == []
     assert [(e.event, e.data) for e in decoder.feed(b":1}\n\ndata: two\n")] == [("message", b'{"a":1}')]
     assert [(e.event, e.data) for e in decoder.end()] == [("message", b"two")]
+
+
+@pytest.mark.parametrize(
+    "read",
+    [b"data: {}\n\n", b"data: \n\n", b"data:  two spaces\n\n", b"data: cr\r\n\n", b"data: x\n\n", b"data:x\n\n"],
+)
+def test_a_read_of_one_whole_event_decodes_as_the_same_bytes_cut_anywhere(read: bytes) -> None:
+    whole = [(e.event, e.data) for e in SSEDecoder(1024).feed(read)]
+    decoder = SSEDecoder(1024)
+    cut = [(e.event, e.data) for piece in (read[:3], read[3:]) for e in decoder.feed(piece)]
+    assert whole == cut and len(whole) == 1
+
+
+def test_an_event_after_an_event_field_keeps_its_name() -> None:
+    decoder = SSEDecoder(1024)
+    assert decoder.feed(b"event: delta\n") == []
+    assert [(e.event, e.data) for e in decoder.feed(b"data: x\n\n")] == [("delta", b"x")]
+    assert [(e.event, e.data) for e in decoder.feed(b"data: y\n\n")] == [("message", b"y")]

@@ -54,10 +54,21 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events ``chunk`` completes (lines split here, however the network cut the bytes)."""
         self.raise_refused()
+        pending = self._pending
+        end = chunk.find(b"\n")
+        if (
+            end == len(chunk) - 2  # one read, one whole event of one data line: what a paced stream sends
+            and chunk[-1] == 10  # b"\n"
+            and chunk.startswith(b"data: ")
+            and not pending
+            and not self._data
+            and not self._event
+            and chunk[end - 1] != 13  # b"\r": the general path strips it
+            and end <= self._limit
+        ):
+            return [SSEEvent("message", chunk[6:end])]
         events: list[SSEEvent] = []
         start = 0
-        end = chunk.find(b"\n")
-        pending = self._pending
         try:
             if pending and end >= 0:
                 pending.append(chunk[:end])
