@@ -85,9 +85,10 @@ class StreamRun:
                 if relayed is not None:
                     call.record.first_byte()
                     yield relayed
-            assert routed.stream is not None
-            async for item in routed.stream:
-                relayed = surface.relay_item(item, meter.feed(item), request)
+            stream = routed.stream
+            assert stream is not None
+            async for item in stream:
+                relayed = surface.relay_item(item, meter.feed(item, stream.parsed(item)), request)
                 if relayed is None:
                     continue
                 call.record.first_byte()

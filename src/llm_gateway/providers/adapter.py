@@ -270,6 +270,15 @@ class EventStream:
         self._usage: Usage | None = None
         self.finished = False
         self._iterator = self._chunks()
+        self._last: tuple[bytes, dict[str, Any]] | None = None  # the payload yielded last, and its JSON
+
+    def parsed(self, item: bytes) -> dict[str, Any] | None:
+        last = self._last
+        return last[1] if last is not None and last[0] is item else None
+
+    def keep_parsed(self, payload: bytes, parsed: dict[str, Any]) -> None:
+        """``payload`` (about to be yielded) is ``parsed``: for ``parsed()``, so its readers need not parse it."""
+        self._last = (payload, parsed)
 
     @property
     def usage(self) -> Usage | None:
