@@ -19,6 +19,7 @@ from starlette.datastructures import Headers, State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from llm_gateway.asgi import body_send
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamStreamError
@@ -204,6 +205,7 @@ async def send_sse(
     frame, following = framing.frame, items.__anext__
     try:
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        send = body_send(send)
         while True:
             try:
                 item = await following()

@@ -11,7 +11,7 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.api.envelopes import render_error
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import pass_body, route_path
 from llm_gateway.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from llm_gateway.ids import new_id_bytes
 
@@ -49,6 +49,7 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = with_answer_headers(list(message.get("headers", ())), request_id)
+                pass_body(send_with_id, send)
             await send(message)
 
         await self.app(scope, receive, send_with_id)

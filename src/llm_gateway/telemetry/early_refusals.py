@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import pass_body, route_path
 from llm_gateway.telemetry.record import RequestRecord
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class EarlyRefusalRecorder:
             nonlocal status, error_body
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status < 400:  # nothing to record: its body is none of our business
+                    pass_body(send_with_status, send)
             elif message["type"] == "http.response.body" and status >= 400 and len(error_body) < _MAX_ERROR_BYTES:
                 error_body += message.get("body", b"")
             await send(message)

@@ -14,7 +14,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import pass_body, route_path
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,6 +58,7 @@ class ServerSpanMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                pass_body(send_with_status, send)
             await send(message)
 
         try:
