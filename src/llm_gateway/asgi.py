@@ -25,8 +25,11 @@ def route_path(scope: Scope) -> str:
 
 
 def pass_body(wrapper: Send, inner: Send) -> None:
-    """Say that the send wrapper ``wrapper`` has done its work on this response (it read or changed its start)
-    and would only hand each body message on to ``inner``: ``body_send`` then goes to ``inner`` directly."""
+    """Say that the send wrapper ``wrapper`` has (or will have, once the start went out) nothing more to do with
+    this response than hand each body message on to ``inner``: ``body_send`` then goes to ``inner`` directly.
+
+    A closure that said so from inside itself would name itself: a reference cycle per request, garbage for the
+    cyclic collector, whose pauses delay every stream. Say it from outside, or make the wrapper an object."""
     setattr(wrapper, _BODY_SEND, inner)
 
 

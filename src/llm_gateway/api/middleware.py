@@ -49,8 +49,9 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = with_answer_headers(list(message.get("headers", ())), request_id)
-                pass_body(send_with_id, send)
             await send(message)
+
+        pass_body(send_with_id, send)  # it changes the start only (said from outside: no cycle through itself)
 
         await self.app(scope, receive, send_with_id)
 

@@ -58,8 +58,9 @@ class ServerSpanMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                pass_body(send_with_status, send)
             await send(message)
+
+        pass_body(send_with_status, send)  # it reads the start only (said from outside: no cycle through itself)
 
         try:
             await self.app(scope, receive, send_with_status)
