@@ -162,3 +162,13 @@ def test_a_stream_without_preamble_is_relayed_byte_for_byte() -> None:
 )
 def test_what_counts_as_the_preamble(chunk_: dict[str, Any], expected: bool) -> None:
     assert is_prompt_filter_preamble(chunk_) is expected
+
+
+def test_the_stream_hands_on_its_last_payload_parsed_and_no_other() -> None:
+    stream = open_stream()
+    held = feed(stream, recorded()[:1])
+    assert held == []
+    role, content = feed(stream, recorded()[1:3])
+    assert stream.parsed(content) == orjson.loads(content)
+    assert stream.parsed(role) is None  # not the last one: its reader parses it
+    assert stream.parsed(orjson.dumps(recorded()[2])) is None  # equal bytes, not the payload relayed

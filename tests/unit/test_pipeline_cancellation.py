@@ -70,6 +70,9 @@ class ScriptedStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterator
 
+    def parsed(self, item: bytes) -> dict[str, Any] | None:
+        return None
+
     async def _chunks(self) -> AsyncIterator[bytes]:
         await self.gate.at("head")
         yield chunk("Hel")

@@ -38,6 +38,9 @@ class ListStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterator
 
+    def parsed(self, item: bytes) -> dict[str, Any] | None:
+        return None
+
     async def _run(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
             yield chunk

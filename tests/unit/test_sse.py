@@ -8,7 +8,7 @@ from typing import cast
 
 import pytest
 
-from llm_gateway.http import ResponseTooLarge, UpstreamResponse, iter_sse
+from llm_gateway.http import ResponseTooLarge, SSEDecoder, UpstreamResponse, iter_sse
 
 
 class Chunks:
@@ -69,3 +69,38 @@ async def test_a_long_line_in_many_small_reads_takes_linear_time() -> None:
     parsed = await events([b"data: ", *([b"x"] * size), b"\n\n"], max_line_bytes=size + 16)
     assert parsed == [("message", b"x" * size)]
     assert time.perf_counter() - started < 5.0
+
+
+async def test_events_read_before_an_over_long_line_come_out_before_the_refusal() -> None:
+    """One read holds a whole event and then a line past the bound: the event is relayed, then the stream fails."""
+    source = cast(UpstreamResponse, Chunks([b"data: one\n\ndata: " + b"x" * 200 + b"\n\n"]))
+    seen: list[bytes] = []
+    with pytest.raises(ResponseTooLarge):
+        async for event in iter_sse(source, max_line_bytes=100):
+            seen.append(event.data)
+    assert seen == [b"one"]
+
+
+def test_the_decoder_takes_reads_one_call_each() -> None:
+    decoder = SSEDecoder(1024)
+    assert decoder.feed(b'data: {"a"') == []
+    assert [(e.event, e.data) for e in decoder.feed(b":1}\n\ndata: two\n")] == [("message", b'{"a":1}')]
+    assert [(e.event, e.data) for e in decoder.end()] == [("message", b"two")]
+
+
+@pytest.mark.parametrize(
+    "read",
+    [b"data: {}\n\n", b"data: \n\n", b"data:  two spaces\n\n", b"data: cr\r\n\n", b"data: x\n\n", b"data:x\n\n"],
+)
+def test_a_read_of_one_whole_event_decodes_as_the_same_bytes_cut_anywhere(read: bytes) -> None:
+    whole = [(e.event, e.data) for e in SSEDecoder(1024).feed(read)]
+    decoder = SSEDecoder(1024)
+    cut = [(e.event, e.data) for piece in (read[:3], read[3:]) for e in decoder.feed(piece)]
+    assert whole == cut and len(whole) == 1
+
+
+def test_an_event_after_an_event_field_keeps_its_name() -> None:
+    decoder = SSEDecoder(1024)
+    assert decoder.feed(b"event: delta\n") == []
+    assert [(e.event, e.data) for e in decoder.feed(b"data: x\n\n")] == [("delta", b"x")]
+    assert [(e.event, e.data) for e in decoder.feed(b"data: y\n\n")] == [("message", b"y")]

@@ -45,3 +45,15 @@ def test_a_stream_larger_than_the_cacheable_size_keeps_no_payloads() -> None:
         meter.feed(payload)
     assert meter.items is None
     assert meter.ordered_finish_reasons() == ("stop", "length")
+
+
+def test_a_payload_the_stream_parsed_is_read_as_if_parsed_here() -> None:
+    """The stream hands its parsed chunk on (``ChunkStream.parsed``): the meter reads the same either way."""
+    parsing, given = (StreamMeter(CHAT.read_item, model="gpt-4o-mini", cap_tokens=None, keep=True) for _ in "ab")
+    for payload in PAYLOADS:
+        assert parsing.feed(payload) == given.feed(payload, orjson.loads(payload)) == orjson.loads(payload)
+    assert (given.response_model, given.ordered_finish_reasons(), given.completion_tokens()) == (
+        parsing.response_model,
+        parsing.ordered_finish_reasons(),
+        parsing.completion_tokens(),
+    )

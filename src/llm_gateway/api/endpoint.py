@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, Generic, Protocol, TypeVar
 
 from starlette.datastructures import Headers, State
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from llm_gateway.asgi import body_send
 from llm_gateway.auth.identity import Identity
 from llm_gateway.auth.service import AuthService
 from llm_gateway.errors import GatewayError, InternalError, PermissionDenied, UpstreamStreamError
@@ -96,7 +97,7 @@ class SurfaceEndpoint(Generic[R]):
             )
             try:
                 items = self.relayed(answer.chunks, answer.headers, request, identity)
-                await send_sse(receive, send, self._framed(items), answer.headers)
+                await send_sse(receive, send, items, answer.headers, self)
             finally:  # settles and records the stream, however it ended (cancelled before its first byte too)
                 await answer.aclose()
             return
@@ -136,25 +137,6 @@ class SurfaceEndpoint(Generic[R]):
         status, body, headers = self.error(exc, scope)
         await send_json(send, status, body, headers)
 
-    async def _framed(self, items: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-        """Frame each item as it arrives; a failure after the first byte ends the stream with an error event,
-        never with the format's normal end: a cut stream is never presented as a clean finish."""
-        try:
-            async for item in items:
-                yield self.frame(item)
-            end = self.stream_end()
-            if end:
-                yield end
-        except GatewayError as exc:
-            yield self.error_event(exc)
-        except Exception:
-            log.exception("stream relay failed")
-            yield self.error_event(UpstreamStreamError("The gateway failed while relaying the stream."))
-        finally:
-            close = getattr(items, "aclose", None)
-            if close is not None:
-                await close()
-
 
 async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
@@ -181,11 +163,27 @@ async def read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def send_sse(receive: Receive, send: Send, events: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
-    """Send framed events as they come; stop at once if the caller disconnects.
+class Framing(Protocol):
+    """How a surface writes its stream on the wire: SurfaceEndpoint's three methods."""
+
+    def frame(self, item: bytes) -> bytes: ...
+
+    def stream_end(self) -> bytes: ...
+
+    def error_event(self, exc: GatewayError) -> bytes: ...
+
+
+async def send_sse(
+    receive: Receive, send: Send, items: AsyncIterator[bytes], headers: dict[str, str], framing: Framing
+) -> None:
+    """Send each item framed as it comes; stop at once if the caller disconnects.
+
+    A failure after the first byte ends the stream with an error event, never with the format's normal
+    end: a cut stream is never presented as a clean finish. Items are taken by plain ``__anext__`` calls,
+    not through a framing generator: a generator layer costs on every event.
 
     A watcher task waits for ``http.disconnect`` (uvicorn's ``send`` ignores a gone client
-    silently) and cancels this task, so the relay stops reading the upstream. ``events`` is
+    silently) and cancels this task, so the relay stops reading the upstream. ``items`` is
     always closed, so a stream cut by the client runs its clean-up (settlement, the upstream
     connection's release) at once, not when collected. Starlette's StreamingResponse does the
     same with an AnyIO task group, at several times the cost per stream.
@@ -204,10 +202,26 @@ async def send_sse(receive: Receive, send: Send, events: AsyncGenerator[bytes, N
     watcher = asyncio.create_task(watch())
     raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), *_SSE_RAW_HEADERS]
     raw_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    frame, following = framing.frame, items.__anext__
     try:
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-        async for event in events:
-            await send({"type": "http.response.body", "body": event, "more_body": True})
+        send = body_send(send)
+        while True:
+            try:
+                item = await following()
+            except StopAsyncIteration:
+                end = framing.stream_end()
+                break
+            except GatewayError as exc:
+                end = framing.error_event(exc)
+                break
+            except Exception:
+                log.exception("stream relay failed")
+                end = framing.error_event(UpstreamStreamError("The gateway failed while relaying the stream."))
+                break
+            await send({"type": "http.response.body", "body": frame(item), "more_body": True})
+        if end:
+            await send({"type": "http.response.body", "body": end, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not disconnected:
@@ -215,4 +229,6 @@ async def send_sse(receive: Receive, send: Send, events: AsyncGenerator[bytes, N
         relay.uncancel()  # our own cancel: the caller is gone, which ends the request normally
     finally:
         watcher.cancel()
-        await events.aclose()
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await close()

@@ -11,7 +11,7 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.api.envelopes import render_error
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import pass_body, route_path
 from llm_gateway.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from llm_gateway.ids import new_id_bytes
 
@@ -50,6 +50,8 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 message["headers"] = with_answer_headers(list(message.get("headers", ())), request_id)
             await send(message)
+
+        pass_body(send_with_id, send)  # it changes the start only (said from outside: no cycle through itself)
 
         await self.app(scope, receive, send_with_id)
 

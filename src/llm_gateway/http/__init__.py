@@ -19,7 +19,7 @@ from llm_gateway.http.errors import (
     TimeoutException,
     TransportError,
 )
-from llm_gateway.http.sse import SSEEvent, iter_sse
+from llm_gateway.http.sse import SSEDecoder, SSEEvent, iter_sse
 from llm_gateway.http.transport import Exchange, HttpTransport
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "ReadTimeout",
     "RemoteProtocolError",
     "ResponseTooLarge",
+    "SSEDecoder",
     "SSEEvent",
     "TimeoutException",
     "TransportError",

@@ -119,21 +119,22 @@ class UpstreamResponse:
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, several network reads joined when they arrived together."""
-        connection = self._connection
-        while True:
-            if self._chunks:
-                if len(self._chunks) == 1:
-                    chunk = self._chunks.popleft()
-                else:
-                    chunk = b"".join(self._chunks)
-                    self._chunks.clear()
-                self._buffered = 0
-                connection.resume_reading()
-                yield chunk
-            elif self._done:
-                return
-            else:
-                await connection.wait_for_data()
+        while (chunk := await self.next_chunk()) is not None:
+            yield chunk
+
+    async def next_chunk(self) -> bytes | None:
+        """The body's next bytes (every read since the last call, joined), None once the body has ended:
+        ``iter_chunks`` as one await, for a relay that reads on every event."""
+        while not self._chunks:
+            if self._done:
+                return None
+            await self._connection.wait_for_data()
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._connection.resume_reading()
+        return chunk
 
     def release(self) -> None:
         """Back to the pool when the body was read whole and the upstream keeps the connection; else closed.

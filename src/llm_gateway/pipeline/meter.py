@@ -15,8 +15,9 @@ from llm_gateway import tokens
 from llm_gateway.errors import UpstreamStreamError
 from llm_gateway.surfaces.base import StreamObserver
 
-# A surface's stream reader: parses one item, reports what it carries; returns it parsed (None if not).
-ItemReader = Callable[[bytes, StreamObserver], dict[str, Any] | None]
+# A surface's stream reader: parses one item (unless given it parsed), reports what it carries; returns it
+# parsed (None if not).
+ItemReader = Callable[[bytes, StreamObserver, dict[str, Any] | None], dict[str, Any] | None]
 
 # Payload bytes kept for the cache and for telemetry that records answers; past it neither gets the answer.
 CACHEABLE_STREAM_BYTES = 4 * 1024 * 1024
@@ -82,15 +83,16 @@ class StreamMeter:
         self.response_model: str | None = None
         self.finish_reasons: dict[int, str] = {}
 
-    def feed(self, item: bytes) -> dict[str, Any] | None:
-        """Account for one item; returns it parsed (None when it could not be)."""
+    def feed(self, item: bytes, parsed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Account for one item (``parsed``: as the stream parsed it, if it did); returns it parsed (None when it
+        could not be)."""
         if self.items is not None:
             self._room -= len(item)
             if self._room >= 0:
                 self.items.append(item)
             else:
                 self.items = None  # too large to cache: drop what was kept
-        parsed = self._read(item, self)
+        parsed = self._read(item, self, parsed)
         if self._limit is not None and self.counted_tokens + self._pending_bytes > self._limit:
             self._count()
             if self.counted_tokens > self._limit:

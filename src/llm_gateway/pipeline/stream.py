@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,11 +70,25 @@ class StreamRun:
         await asyncio.shield(self._closing)
 
     async def _relay(self) -> AsyncGenerator[bytes, None]:
-        """Items as they arrive, measured, as the surface relays them to the caller."""
-        call, meter, surface, request = self._call, self._meter, self._call.surface, self._call.request
+        """Items as they arrive (the head the router read, then the rest of the upstream stream), measured, as
+        the surface relays them to the caller. One generator over the stream: a layer more costs on every item."""
+        call, meter, surface, request, routed = (
+            self._call,
+            self._meter,
+            self._call.surface,
+            self._call.request,
+            self._routed,
+        )
         try:
-            async for item in self._upstream():
+            for item in routed.head:
                 relayed = surface.relay_item(item, meter.feed(item), request)
+                if relayed is not None:
+                    call.record.first_byte()
+                    yield relayed
+            stream = routed.stream
+            assert stream is not None
+            async for item in stream:
+                relayed = surface.relay_item(item, meter.feed(item, stream.parsed(item)), request)
                 if relayed is None:
                     continue
                 call.record.first_byte()
@@ -83,14 +97,6 @@ class StreamRun:
         except GatewayError as exc:
             self._error = exc
             raise
-
-    async def _upstream(self) -> AsyncIterator[bytes]:
-        routed = self._routed
-        for payload in routed.head:
-            yield payload
-        assert routed.stream is not None
-        async for payload in routed.stream:
-            yield payload
 
     async def _finish(self) -> None:
         """Charge what was generated (finished or not), store a whole answer, record the request."""

@@ -16,7 +16,7 @@ import email.utils
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -35,11 +35,11 @@ from llm_gateway.http import (
     ReadError,
     RemoteProtocolError,
     ResponseTooLarge,
+    SSEDecoder,
     SSEEvent,
     TimeoutException,
     UpstreamBounds,
     UpstreamResponse,
-    iter_sse,
 )
 from llm_gateway.schemas.core import Usage
 from llm_gateway.settings import ProviderConfig
@@ -260,11 +260,24 @@ class HttpAdapter:
 
 
 EventT = TypeVar("EventT")
+EventT_co = TypeVar("EventT_co", covariant=True)
+
+
+class Decoder(Protocol[EventT_co]):
+    """A stream's framing: bytes in (``feed``, as each read arrives; ``end`` when the body ended), whole events
+    out. A bound passed raises ``ResponseTooLarge``; ``feed`` may hold that back (``raise_refused``) until the
+    events completed before it went on."""
+
+    def feed(self, chunk: bytes) -> Iterable[EventT_co]: ...
+
+    def raise_refused(self) -> None: ...
+
+    def end(self) -> Iterable[EventT_co]: ...
 
 
 class UpstreamStream(Generic[EventT]):
     """A ``ChunkStream`` over an upstream's events, however framed: subclasses say how the body reads as events
-    (``events``) and ``translate`` each one to chunk payloads.
+    (``decoder``) and ``translate`` each one to chunk payloads.
 
     ``translate`` sets ``finished`` when the upstream said the answer is whole (the rest is not read);
     a body that ends before that calls ``ended()``, which refuses by default. Every event is checked against
@@ -279,6 +292,15 @@ class UpstreamStream(Generic[EventT]):
         self._usage: Usage | None = None
         self.finished = False
         self._iterator = self._chunks()
+        self._last: tuple[bytes, dict[str, Any]] | None = None  # the payload yielded last, and its JSON
+
+    def parsed(self, item: bytes) -> dict[str, Any] | None:
+        last = self._last
+        return last[1] if last is not None and last[0] is item else None
+
+    def keep_parsed(self, payload: bytes, parsed: dict[str, Any]) -> None:
+        """``payload`` (about to be yielded) is ``parsed``: for ``parsed()``, so its readers need not parse it."""
+        self._last = (payload, parsed)
 
     @property
     def usage(self) -> Usage | None:
@@ -287,7 +309,8 @@ class UpstreamStream(Generic[EventT]):
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterator
 
-    def events(self, response: UpstreamResponse) -> AsyncIterator[EventT]:
+    def decoder(self) -> Decoder[EventT]:
+        """What turns the body's bytes into events, as they arrive."""
         raise NotImplementedError
 
     def translate(self, event: EventT) -> Iterable[bytes]:
@@ -319,27 +342,40 @@ class UpstreamStream(Generic[EventT]):
             self._response.release()
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
-        provider, loop = self._provider, asyncio.get_running_loop()
+        """One generator from the socket's reads to the payloads: the reads are awaited and the events decoded
+        by plain calls (a generator per layer cost more than the parsing)."""
+        provider, loop, response = self._provider, asyncio.get_running_loop(), self._response
+        decoder = self.decoder()
         with map_transport_errors(provider, stream=True):
-            async for event in self.events(self._response):
-                if loop.time() > self._deadline:
-                    raise ProviderTimeout(f"{provider} stream exceeded the request timeout", provider=provider)
-                try:
-                    payloads = self.translate(event)
-                except UpstreamStreamError as exc:
-                    masked = self._mask(exc.message)
-                    if masked == exc.message:
-                        raise
-                    raise UpstreamStreamError(masked, provider=provider) from None
-                for payload in payloads:
+            while (chunk := await response.next_chunk()) is not None:
+                for event in decoder.feed(chunk):
+                    for payload in self._payloads(event, loop.time()):
+                        yield payload
+                    if self.finished:
+                        return
+                decoder.raise_refused()
+            for event in decoder.end():
+                for payload in self._payloads(event, loop.time()):
                     yield payload
                 if self.finished:
                     return
         self.ended()
 
+    def _payloads(self, event: EventT, now: float) -> Iterable[bytes]:
+        """``translate(event)``, past the deadline a timeout, and a secret in its message masked."""
+        if now > self._deadline:
+            raise ProviderTimeout(f"{self._provider} stream exceeded the request timeout", provider=self._provider)
+        try:
+            return self.translate(event)
+        except UpstreamStreamError as exc:
+            masked = self._mask(exc.message)
+            if masked == exc.message:
+                raise
+            raise UpstreamStreamError(masked, provider=self._provider) from None
+
 
 class EventStream(UpstreamStream[SSEEvent]):
     """An ``UpstreamStream`` over ``text/event-stream`` (SSE), lines bounded by ``max_sse_line_bytes``."""
 
-    def events(self, response: UpstreamResponse) -> AsyncIterator[SSEEvent]:
-        return iter_sse(response, max_line_bytes=self._max_line)
+    def decoder(self) -> SSEDecoder:
+        return SSEDecoder(self._max_line)

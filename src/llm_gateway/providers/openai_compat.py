@@ -127,6 +127,7 @@ class OpenAIStream(EventStream):
             self._usage = Usage.from_openai(usage)
         if not self._finish_seen:
             self._finish_seen = _has_finish_reason(chunk)
+        self.keep_parsed(data, chunk)
         return (data,)
 
     def ended(self) -> None:

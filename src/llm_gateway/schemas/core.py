@@ -83,4 +83,9 @@ class ChunkStream(Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
+    def parsed(self, item: bytes) -> dict[str, Any] | None:
+        """``item``, the one this stream yielded last, as the stream parsed it; None when it did not (then
+        whoever needs it parsed parses it): a chunk is parsed once on its way, not once per reader."""
+        ...
+
     async def aclose(self) -> None: ...

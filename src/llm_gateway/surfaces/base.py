@@ -121,8 +121,11 @@ class Surface(Protocol[R]):
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]: ...
 
     # -- streams -----------------------------------------------------------------------------
-    def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
-        """Parse one stream item and tell ``observer`` its text, finish reasons and model; the parsed item."""
+    def read_item(
+        self, item: bytes, observer: StreamObserver, parsed: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Parse one stream item (unless ``parsed``: the stream already did) and tell ``observer`` its text,
+        finish reasons and model; the parsed item."""
         ...
 
     def relay_item(self, item: bytes, parsed: dict[str, Any] | None, request: R) -> bytes | None:

@@ -123,15 +123,15 @@ class ChatSurface:
             if isinstance(choice, dict) and choice.get("finish_reason")
         )
 
-    def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
-        try:
-            chunk = orjson.loads(item)
-        except orjson.JSONDecodeError:
+    def read_item(
+        self, item: bytes, observer: StreamObserver, parsed: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        chunk = parsed if parsed is not None else _json_object(item)
+        if chunk is None:
             return None
-        if not isinstance(chunk, dict):
-            return None
-        if isinstance(chunk.get("model"), str):
-            observer.model(chunk["model"])
+        model = chunk.get("model")
+        if isinstance(model, str):
+            observer.model(model)
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict):
                 _read_choice(choice, observer)
@@ -159,6 +159,14 @@ class ChatSurface:
             if isinstance(chunk, dict):
                 chunks.append(chunk)
         return chunks_to_completion(chunks)
+
+
+def _json_object(item: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(item)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _read_choice(choice: dict[str, Any], observer: StreamObserver) -> None:

@@ -105,7 +105,9 @@ class EmbeddingsSurface:
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]:
         return ()
 
-    def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
+    def read_item(
+        self, item: bytes, observer: StreamObserver, parsed: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         return None  # never streamed
 
     def relay_item(self, item: bytes, parsed: dict[str, Any] | None, request: EmbeddingsRequest) -> bytes | None:

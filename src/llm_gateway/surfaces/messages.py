@@ -116,7 +116,9 @@ class MessagesSurface:
     def finish_reasons(self, answer: dict[str, Any]) -> tuple[str, ...]:
         return stop_reasons(answer)
 
-    def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
+    def read_item(
+        self, item: bytes, observer: StreamObserver, parsed: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         event = read_event(item)[1]
         if event is None:
             return None

@@ -161,7 +161,9 @@ class ResponsesSurface:
 
     # -- streams -----------------------------------------------------------------------------
 
-    def read_item(self, item: bytes, observer: StreamObserver) -> dict[str, Any] | None:
+    def read_item(
+        self, item: bytes, observer: StreamObserver, parsed: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         kind, event = read_event(item)
         if event is None:
             return None

@@ -39,13 +39,18 @@ class TranslatedStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterator
 
+    def parsed(self, item: bytes) -> dict[str, Any] | None:
+        return None  # events framed here, parsed by none
+
     async def _events(self) -> AsyncGenerator[bytes, None]:
-        translator = self._translator
-        async for payload in self._upstream:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise UpstreamStreamError("The upstream sent an invalid stream event.") from None
+        translator, upstream = self._translator, self._upstream
+        async for payload in upstream:
+            chunk: Any = upstream.parsed(payload)
+            if chunk is None:
+                try:
+                    chunk = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise UpstreamStreamError("The upstream sent an invalid stream event.") from None
             for event, data in translator.feed(chunk) if isinstance(chunk, dict) else ():
                 yield frame(event, orjson.dumps(data))
         for event, data in translator.finish():

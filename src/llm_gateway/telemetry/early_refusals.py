@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import pass_body, route_path
 from llm_gateway.telemetry.record import RequestRecord
 
 if TYPE_CHECKING:
@@ -59,27 +59,39 @@ class EarlyRefusalRecorder:
         start, start_ns = time.perf_counter(), time.time_ns()
         marker = _Marker()
         token = _current.set(marker)
-        status, error_body = 0, b""
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status, error_body
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and status >= 400 and len(error_body) < _MAX_ERROR_BYTES:
-                error_body += message.get("body", b"")
-            await send(message)
-
+        watched = _StatusSend(send)
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, watched)
         except BaseException:
-            status = status or 500
+            watched.status = watched.status or 500
             raise
         finally:
             _current.reset(token)
-            if not marker.recorded and status >= 400:
-                record = RequestRecord(route, route, UNKNOWN_MODEL, start, start_ns, status=status)
-                _describe(record, scope.get("state") or {}, error_body)
+            if not marker.recorded and watched.status >= 400:
+                record = RequestRecord(route, route, UNKNOWN_MODEL, start, start_ns, status=watched.status)
+                _describe(record, scope.get("state") or {}, watched.error_body)
                 self.record(record)
+
+
+class _StatusSend:
+    """The recorder's ``send``: notes the answer's status and keeps an error's body (bounded). An object, not a
+    closure, so that it can step aside (``pass_body``) without naming itself: no reference cycle per request."""
+
+    __slots__ = ("body_send", "error_body", "send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+        self.error_body = b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self.status < 400:  # nothing to record: its body is none of the recorder's business
+                pass_body(self, self.send)
+        elif message["type"] == "http.response.body" and self.status >= 400 and len(self.error_body) < _MAX_ERROR_BYTES:
+            self.error_body += message.get("body", b"")
+        await self.send(message)
 
 
 def _describe(record: RequestRecord, state: dict[str, Any], error_body: bytes) -> None:

@@ -14,7 +14,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llm_gateway.asgi import route_path
+from llm_gateway.asgi import pass_body, route_path
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,6 +59,8 @@ class ServerSpanMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
+
+        pass_body(send_with_status, send)  # it reads the start only (said from outside: no cycle through itself)
 
         try:
             await self.app(scope, receive, send_with_status)

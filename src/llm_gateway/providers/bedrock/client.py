@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -165,24 +165,8 @@ class BedrockStream(UpstreamStream[EventStreamMessage]):
     def usage(self) -> Usage | None:
         return Usage.from_openai(self._translator.usage)
 
-    async def events(self, response: UpstreamResponse) -> AsyncIterator[EventStreamMessage]:
-        buffer = EventStreamBuffer()
-        limit = self._max_line
-        pending = 0  # bytes fed to the buffer and not yet part of a frame read out
-        async for data in response.iter_chunks():
-            buffer.add_data(data)
-            pending += len(data)
-            try:
-                for message in buffer:
-                    size = message.prelude.total_length
-                    if size > limit:
-                        raise ResponseTooLarge(f"an event-stream frame of {size} bytes, over {limit}")
-                    pending -= size
-                    yield message
-            except ParserError:  # a bad CRC, a header or payload length past botocore's own bounds
-                raise self.invalid() from None
-            if pending > limit:
-                raise ResponseTooLarge(f"{pending} event-stream bytes without a whole frame, over {limit}")
+    def decoder(self) -> FrameDecoder:
+        return FrameDecoder(self._max_line, self.invalid)
 
     def translate(self, event: EventStreamMessage) -> list[bytes]:
         headers = event.headers
@@ -204,6 +188,51 @@ class BedrockStream(UpstreamStream[EventStreamMessage]):
     def ended(self) -> None:
         if not self._translator.stopped:  # metadata (usage) after messageStop is expected, but the answer is whole
             raise UpstreamStreamError(f"{self._provider} ended the stream before messageStop", provider=self._provider)
+
+
+class FrameDecoder:
+    """AWS event-stream frames out of the body's bytes, by botocore's ``EventStreamBuffer``, bounded: a frame past
+    ``limit`` bytes, or ``limit`` bytes buffered without a whole frame, raises ``ResponseTooLarge`` (after the
+    frames completed before it went on: ``raise_refused``); a bad CRC or length is an invalid stream."""
+
+    def __init__(self, limit: int, invalid: Callable[[], Exception]) -> None:
+        self._buffer = EventStreamBuffer()
+        self._limit = limit
+        self._invalid = invalid
+        self._pending = 0  # bytes fed to the buffer and not yet part of a frame read out
+        self._refused: Exception | None = None
+
+    def feed(self, chunk: bytes) -> list[EventStreamMessage]:
+        self.raise_refused()
+        self._buffer.add_data(chunk)
+        self._pending += len(chunk)
+        messages: list[EventStreamMessage] = []
+        try:
+            try:
+                for message in self._buffer:
+                    size = message.prelude.total_length
+                    if size > self._limit:
+                        raise ResponseTooLarge(f"an event-stream frame of {size} bytes, over {self._limit}")
+                    self._pending -= size
+                    messages.append(message)
+            except ParserError:  # a bad CRC, a header or payload length past botocore's own bounds
+                raise self._invalid() from None
+            if self._pending > self._limit:
+                raise ResponseTooLarge(f"{self._pending} event-stream bytes without a whole frame, over {self._limit}")
+        except (ResponseTooLarge, UpstreamStreamError) as exc:
+            if not messages:
+                raise
+            self._refused = exc
+        return messages
+
+    def raise_refused(self) -> None:
+        if self._refused is not None:
+            refused, self._refused = self._refused, None
+            raise refused
+
+    def end(self) -> list[EventStreamMessage]:
+        self.raise_refused()
+        return []
 
 
 def _json_or_none(payload: bytes) -> Any:
