@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import threading
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import orjson
@@ -119,10 +118,13 @@ class ScriptedBody:
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
         self.released = False
+        self._next = 0
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
+    async def next_chunk(self) -> bytes | None:
+        if self._next == len(self.chunks):
+            return None
+        self._next += 1
+        return self.chunks[self._next - 1]
 
     def release(self) -> None:
         self.released = True
