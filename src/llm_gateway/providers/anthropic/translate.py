@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-import orjson
-
 from llm_gateway.errors import InvalidRequest
 from llm_gateway.providers.anthropic.params import (
     DEFAULT_MAX_TOKENS,
@@ -41,6 +39,7 @@ from llm_gateway.providers.anthropic.wire import (
     finish_reason,
     openai_usage,
 )
+from llm_gateway.providers.chat_answer import assistant_message, compact_json, function_call, one_choice_completion
 from llm_gateway.providers.chat_request import function_tools, json_answer_schema, tool_call
 
 __all__ = [
@@ -358,40 +357,14 @@ def from_anthropic_response(resp: dict[str, Any], *, model: str, created: int) -
         elif kind == "tool_use" and block.get("name") == JSON_TOOL_NAME:
             json_answer = compact_json(block.get("input"))
         elif kind == "tool_use":
-            tool_calls.append(_openai_tool_call(block))
+            tool_calls.append(function_call(block.get("id"), block.get("name"), block.get("input")))
         # thinking signatures, redacted_thinking and server-tool blocks have no OpenAI equivalent
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": json_answer if json_answer is not None else ("".join(texts) if texts else None),
-        "refusal": None,
-    }
-    if thoughts:
-        message["reasoning_content"] = "".join(thoughts)  # as DeepSeek, vLLM and LiteLLM answer it
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    choice = {
-        "index": 0,
-        "message": message,
-        "logprobs": None,
-        "finish_reason": finish_reason(resp.get("stop_reason"), has_tool_calls=bool(tool_calls)),
-    }
-    return {
-        "id": completion_id(resp.get("id")),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [choice],
-        "usage": openai_usage(resp.get("usage")),
-    }
-
-
-def _openai_tool_call(block: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(block.get("id", "")),
-        "type": "function",
-        "function": {"name": str(block.get("name", "")), "arguments": compact_json(block.get("input"))},
-    }
-
-
-def compact_json(value: Any) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
+    message = assistant_message(texts, thoughts, tool_calls, json_answer=json_answer)
+    return one_choice_completion(
+        message,
+        finish_reason(resp.get("stop_reason"), has_tool_calls=bool(tool_calls)),
+        completion_id=completion_id(resp.get("id")),
+        created=created,
+        model=model,
+        usage=openai_usage(resp.get("usage")),
+    )

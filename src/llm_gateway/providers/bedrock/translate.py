@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import orjson
-
 from llm_gateway.errors import InvalidRequest, UnsupportedFeature
 from llm_gateway.providers.bedrock.params import (
     completion_cap,
@@ -38,6 +36,7 @@ from llm_gateway.providers.bedrock.wire import (
     finish_reason,
     openai_usage,
 )
+from llm_gateway.providers.chat_answer import assistant_message, compact_json, function_call, one_choice_completion
 from llm_gateway.providers.chat_request import function_tools, json_answer_schema, tool_call
 
 __all__ = ["dropped_params", "from_converse_response", "to_converse_request"]
@@ -334,44 +333,17 @@ def from_converse_response(resp: dict[str, Any], *, model: str, created: int) ->
             if tool_use.get("name") == JSON_TOOL_NAME:
                 json_answer = compact_json(tool_use.get("input"))
             else:
-                tool_calls.append(openai_tool_call(tool_use))
+                tool_calls.append(function_call(tool_use.get("toolUseId"), tool_use.get("name"), tool_use.get("input")))
         elif isinstance(reasoning := block.get("reasoningContent"), dict):
             text = reasoning.get("reasoningText")
             if isinstance(text, dict) and isinstance(text.get("text"), str):
                 thoughts.append(text["text"])
         # redacted reasoning, citations, guard content and documents have no OpenAI equivalent
-    answer: dict[str, Any] = {
-        "role": "assistant",
-        "content": json_answer if json_answer is not None else ("".join(texts) if texts else None),
-        "refusal": None,
-    }
-    if thoughts:
-        answer["reasoning_content"] = "".join(thoughts)
-    if tool_calls:
-        answer["tool_calls"] = tool_calls
-    choice = {
-        "index": 0,
-        "message": answer,
-        "logprobs": None,
-        "finish_reason": finish_reason(resp.get("stopReason"), has_tool_calls=bool(tool_calls)),
-    }
-    return {
-        "id": completion_id(),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [choice],
-        "usage": openai_usage(resp.get("usage")),
-    }
-
-
-def openai_tool_call(tool_use: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(tool_use.get("toolUseId", "")),
-        "type": "function",
-        "function": {"name": str(tool_use.get("name", "")), "arguments": compact_json(tool_use.get("input"))},
-    }
-
-
-def compact_json(value: Any) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
+    return one_choice_completion(
+        assistant_message(texts, thoughts, tool_calls, json_answer=json_answer),
+        finish_reason(resp.get("stopReason"), has_tool_calls=bool(tool_calls)),
+        completion_id=completion_id(),
+        created=created,
+        model=model,
+        usage=openai_usage(resp.get("usage")),
+    )

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from llm_gateway.providers.chat_answer import function_call
 from llm_gateway.providers.gemini.wire import completion_id, finish_reason, openai_usage, tool_call_id
 
 
@@ -58,14 +57,7 @@ def read_parts(content: Any) -> tuple[list[str], list[str], list[dict[str, Any]]
 
 def openai_tool_call(call: dict[str, Any], signature: Any) -> dict[str, Any]:
     args = call.get("args")
-    return {
-        "id": tool_call_id(signature),
-        "type": "function",
-        "function": {
-            "name": str(call.get("name") or ""),
-            "arguments": orjson.dumps(args if isinstance(args, dict) else {}).decode(),
-        },
-    }
+    return function_call(tool_call_id(signature), call.get("name"), args if isinstance(args, dict) else None)
 
 
 def _choice(candidate: dict[str, Any], position: int) -> dict[str, Any]:
