@@ -68,6 +68,28 @@ def tool_call(call: Any, param: str) -> ToolCall:
     return ToolCall(call_id, name, call_arguments(function.get("arguments"), param))
 
 
+def assistant_tool_calls(message: dict[str, Any], param: str) -> list[ToolCall]:
+    """An assistant message's ``tool_calls`` (none: an empty list), each read as ``tool_call`` reads it."""
+    calls = message.get("tool_calls")
+    if calls is None:
+        return []
+    if not isinstance(calls, list):
+        raise InvalidRequest("'tool_calls' must be an array", param=f"{param}.tool_calls")
+    return [tool_call(call, f"{param}.tool_calls[{i}]") for i, call in enumerate(calls)]
+
+
+def stop_sequences(body: dict[str, Any]) -> list[str]:
+    """``stop`` (a string or an array of strings) as a list, empty strings left out."""
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
+    return [s for s in stop if s]
+
+
 def call_arguments(arguments: Any, param: str) -> dict[str, Any]:
     """A call's ``function.arguments`` (a JSON string) as the object it encodes."""
     param = f"{param}.function.arguments"

@@ -40,7 +40,13 @@ from llm_gateway.providers.anthropic.wire import (
     openai_usage,
 )
 from llm_gateway.providers.chat_answer import assistant_message, compact_json, function_call, one_choice_completion
-from llm_gateway.providers.chat_request import function_tools, json_answer_schema, tool_call
+from llm_gateway.providers.chat_request import (
+    ToolCall,
+    assistant_tool_calls,
+    function_tools,
+    json_answer_schema,
+    stop_sequences,
+)
 
 __all__ = [
     "AnthropicStreamTranslator",
@@ -206,17 +212,11 @@ def _image_block(image: Any, param: str) -> ImageBlock:
 def _assistant_blocks(message: dict[str, Any], param: str) -> list[ContentBlock]:
     blocks: list[ContentBlock] = []
     blocks.extend(_text_blocks(message.get("content"), f"{param}.content", types=("text", "refusal")))
-    tool_calls = message.get("tool_calls")
-    if tool_calls is None:
-        return blocks
-    if not isinstance(tool_calls, list):
-        raise InvalidRequest("'tool_calls' must be an array", param=f"{param}.tool_calls")
-    blocks.extend(_tool_use_block(call, f"{param}.tool_calls[{i}]") for i, call in enumerate(tool_calls))
+    blocks.extend(_tool_use_block(read) for read in assistant_tool_calls(message, param))
     return blocks
 
 
-def _tool_use_block(call: Any, param: str) -> ToolUseBlock:
-    read = tool_call(call, param)
+def _tool_use_block(read: ToolCall) -> ToolUseBlock:
     return {"type": "tool_use", "id": read.id, "name": read.name, "input": read.arguments}
 
 
@@ -256,14 +256,8 @@ def _number(body: dict[str, Any], name: str, high: float) -> float | int | None:
 def _sampling(body: dict[str, Any], traits: ModelTraits, *, thinking: bool) -> dict[str, Any]:
     temperature, top_p = _number(body, "temperature", 2), _number(body, "top_p", 1)
     out = sampling_fields(temperature, top_p, traits, thinking=thinking)
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None:
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
-        if sequences := [s for s in stop if s]:
-            out["stop_sequences"] = sequences
+    if sequences := stop_sequences(body):
+        out["stop_sequences"] = sequences
     # Anthropic's user_id is an opaque id for abuse detection: OpenAI's safety_identifier, which
     # replaces `user`; when both are set and differ, `user` is the one dropped.
     for name in ("user", "safety_identifier"):

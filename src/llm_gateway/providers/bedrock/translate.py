@@ -37,7 +37,13 @@ from llm_gateway.providers.bedrock.wire import (
     openai_usage,
 )
 from llm_gateway.providers.chat_answer import assistant_message, compact_json, function_call, one_choice_completion
-from llm_gateway.providers.chat_request import function_tools, json_answer_schema, tool_call
+from llm_gateway.providers.chat_request import (
+    ToolCall,
+    assistant_tool_calls,
+    function_tools,
+    json_answer_schema,
+    stop_sequences,
+)
 
 __all__ = ["dropped_params", "from_converse_response", "to_converse_request"]
 
@@ -184,17 +190,11 @@ def image_block(image: Any, param: str) -> ImageBlock:
 
 def _assistant_blocks(message: dict[str, Any], param: str) -> list[ContentBlock]:
     blocks = _text_blocks(message.get("content"), f"{param}.content", types=("text", "refusal"))
-    tool_calls = message.get("tool_calls")
-    if tool_calls is None:
-        return blocks
-    if not isinstance(tool_calls, list):
-        raise InvalidRequest("'tool_calls' must be an array", param=f"{param}.tool_calls")
-    blocks.extend(_tool_use_block(call, f"{param}.tool_calls[{i}]") for i, call in enumerate(tool_calls))
+    blocks.extend(_tool_use_block(read) for read in assistant_tool_calls(message, param))
     return blocks
 
 
-def _tool_use_block(call: Any, param: str) -> ToolUseBlock:
-    read = tool_call(call, param)
+def _tool_use_block(read: ToolCall) -> ToolUseBlock:
     return {"toolUse": {"toolUseId": read.id, "name": read.name, "input": read.arguments}}
 
 
@@ -233,14 +233,8 @@ def _inference_config(body: dict[str, Any], model: str, cap: int, *, thinking: b
     config: InferenceConfig = {"maxTokens": cap}
     temperature, top_p = _number(body, "temperature", 2), _number(body, "top_p", 1)
     config.update(cast(InferenceConfig, sampling(temperature, top_p, model, thinking=thinking)))
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None:
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
-        if sequences := [s for s in stop if s]:
-            config["stopSequences"] = sequences
+    if sequences := stop_sequences(body):
+        config["stopSequences"] = sequences
     return config
 
 

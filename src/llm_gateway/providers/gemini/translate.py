@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from llm_gateway.errors import InvalidRequest, UnsupportedFeature
-from llm_gateway.providers.chat_request import function_tools, tool_call
+from llm_gateway.providers.chat_request import assistant_tool_calls, function_tools, stop_sequences
 from llm_gateway.providers.gemini.params import NUMBERS, completion_cap, number, thinking_config
 from llm_gateway.providers.gemini.wire import (
     MAX_CANDIDATES,
@@ -164,13 +164,7 @@ def _audio(audio: Any, param: str) -> Part:
 
 def _model_parts(message: dict[str, Any], param: str, names: dict[str, str], *, signed: bool) -> list[Part]:
     parts = _text_parts(message.get("content"), f"{param}.content", types=("text", "refusal"))
-    tool_calls = message.get("tool_calls")
-    if tool_calls is None:
-        return parts
-    if not isinstance(tool_calls, list):
-        raise InvalidRequest("'tool_calls' must be an array", param=f"{param}.tool_calls")
-    for i, call in enumerate(tool_calls):
-        read = tool_call(call, f"{param}.tool_calls[{i}]")
+    for i, read in enumerate(assistant_tool_calls(message, param)):
         names[read.id] = read.name
         part: Part = {"functionCall": {"name": read.name, "args": read.arguments}}
         signature = signature_of(read.id)
@@ -258,14 +252,8 @@ def generation_config(body: dict[str, Any], model: str) -> dict[str, Any]:
     cap = completion_cap(body)
     if cap is not None:
         config["maxOutputTokens"] = cap
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None:
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise InvalidRequest("'stop' must be a string or an array of strings", param="stop")
-        if sequences := [s for s in stop if s]:
-            config["stopSequences"] = sequences
+    if sequences := stop_sequences(body):
+        config["stopSequences"] = sequences
     n = body.get("n")
     if n is not None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
