@@ -90,3 +90,16 @@ async def test_a_reply_nobody_asked_for_closes_the_connection() -> None:
     connection.connection_made(transport)  # type: ignore[arg-type]
     connection.data_received(b":1\r\n")
     assert transport.aborted and connection.closed is not None
+
+
+async def test_a_reply_past_the_bound_closes_the_connection_and_fails_its_caller() -> None:
+    connection = _Connection(asyncio.get_running_loop(), max_buffered=64)
+    transport = _Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    waiting = connection.send(pack(("GET", "big")))
+    connection.data_received(b"$1000000\r\n" + b"x" * 40)
+    assert not transport.aborted  # a long reply on its way is waited for, up to the bound
+    connection.data_received(b"x" * 40)
+    assert transport.aborted
+    with pytest.raises(exceptions.ConnectionError, match="over 64 bytes"):
+        await waiting

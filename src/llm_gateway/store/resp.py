@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 Reply = Any  # int | bytes | None | list[Reply] | an exception instance (an error reply)
 _CRLF = b"\r\n"
+# The most reply bytes held unparsed: above any cache entry (answers are held to MAX_RESPONSE_BYTES, 64 MiB by
+# default); a Redis that sends more (or announces a bulk string that never ends) loses its connection.
+MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
@@ -102,8 +105,9 @@ def _protocol_error(message: str) -> Exception:
 class _Connection(asyncio.Protocol):
     """One socket: commands out through a buffer flushed once per loop iteration, replies matched in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_buffered: int = MAX_BUFFERED_BYTES) -> None:
         self._loop = loop
+        self._max_buffered = max_buffered
         self._transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
         self._in = bytearray()
@@ -141,6 +145,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._in
         buffer += data
+        if len(buffer) > self._max_buffered:
+            self.close(_protocol_error(f"a reply from Redis over {self._max_buffered} bytes"))
+            return
         pos = 0
         try:
             while pos < len(buffer):
